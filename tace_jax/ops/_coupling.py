@@ -1,0 +1,127 @@
+"""Irreducible coupling of two ICTs: ``[X⊗Y]_{l3} = Π_{l3}(X ⋆_k Y)/√3^k`` (TACE_SPEC §1.5)."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax.numpy as jnp
+import numpy as np
+
+from ._layout import check_layout
+from ._stf import stf_basis, stf_projector
+
+__all__ = ["couple", "coupling_tensor", "coupling_paths", "contraction_order", "is_allowed"]
+
+
+def is_allowed(l1: int, l2: int, l3: int) -> bool:
+    """Triangle rule with ``l1 + l2 + l3`` even (natural parity, no Levi-Civita)."""
+    return min(l1, l2, l3) >= 0 and abs(l1 - l2) <= l3 <= l1 + l2 and (l1 + l2 + l3) % 2 == 0
+
+
+def contraction_order(l1: int, l2: int, l3: int) -> int:
+    """Number ``k = (l1 + l2 − l3)/2`` of contracted index pairs."""
+    if not is_allowed(l1, l2, l3):
+        raise ValueError(f"coupling ({l1}, {l2}) -> {l3} is not allowed (triangle rule, even sum)")
+    return (l1 + l2 - l3) // 2
+
+
+_L1L2 = {
+    None: lambda a, b: True,
+    "<=": lambda a, b: a <= b,
+    "<": lambda a, b: a < b,
+    "==": lambda a, b: a == b,
+    ">=": lambda a, b: a >= b,
+    ">": lambda a, b: a > b,
+    "!=": lambda a, b: a != b,
+}
+
+
+def coupling_paths(
+    l1s, l2s, l3max: int, l1l2: str | None = None
+) -> list[tuple[int, int, int]]:
+    """Allowed ``(l1, l2, l3)`` in lexicographic order.
+
+    Args:
+        l1s, l2s: iterables of ranks (or an int ``L`` meaning ``0..L``).
+        l3max: largest output rank kept.
+        l1l2: optional restriction between ``l1`` and ``l2``: one of
+            ``None, "<=", "<", "==", ">=", ">", "!="``.
+    """
+    if l1l2 not in _L1L2:
+        raise ValueError(f"l1l2 must be one of {list(_L1L2)}, got {l1l2!r}")
+    if isinstance(l1s, int):
+        l1s = range(l1s + 1)
+    if isinstance(l2s, int):
+        l2s = range(l2s + 1)
+    keep = _L1L2[l1l2]
+    out = []
+    for l1 in sorted(set(l1s)):
+        for l2 in sorted(set(l2s)):
+            if not keep(l1, l2):
+                continue
+            for l3 in range(abs(l1 - l2), min(l1 + l2, l3max) + 1, 2):
+                out.append((l1, l2, l3))
+    return out
+
+
+def _contract_full(x: jnp.ndarray, y: jnp.ndarray, l1: int, l2: int, k: int) -> jnp.ndarray:
+    """``X ⋆_k Y``: the last ``k`` axes of ``x`` with the first ``k`` (of ``l2``) of ``y``."""
+    lead_x, lead_y = x.shape[: x.ndim - l1], y.shape[: y.ndim - l2]
+    xf = x.reshape(*lead_x, 3 ** (l1 - k), 3**k)
+    yf = y.reshape(*lead_y, 3**k, 3 ** (l2 - k))
+    out = jnp.einsum("...ac,...cb->...ab", xf, yf)
+    return out.reshape(*out.shape[:-2], 3 ** (l1 + l2 - 2 * k))
+
+
+@functools.lru_cache(maxsize=None)
+def coupling_tensor(l1: int, l2: int, l3: int) -> np.ndarray:
+    """``K^{(l1 l2 l3)}_{αβγ} = Q_{l3}ᵀ[(Q_{l1}e_α) ⋆_k (Q_{l2}e_β)]/√3^k``, float64.
+
+    Shape ``(2l1+1, 2l2+1, 2l3+1)``; ``‖K‖²_F`` is basis independent (TACE_SPEC §1.5 table).
+    """
+    k = contraction_order(l1, l2, l3)
+    q1, q2, q3 = stf_basis(l1), stf_basis(l2), stf_basis(l3)
+    a = q1.T.reshape(2 * l1 + 1, 3 ** (l1 - k), 3**k)
+    b = q2.T.reshape(2 * l2 + 1, 3**k, 3 ** (l2 - k))
+    prod = np.einsum("xac,ycb->xyab", a, b).reshape(2 * l1 + 1, 2 * l2 + 1, -1)
+    kt = prod @ q3 / math.sqrt(3.0**k)
+    kt[np.abs(kt) < 1e-15] = 0.0
+    kt.setflags(write=False)
+    return kt
+
+
+def couple(
+    x: jnp.ndarray, y: jnp.ndarray, l1: int, l2: int, l3: int, layout: str = "compressed"
+) -> jnp.ndarray:
+    """Irreducible coupling ``[x ⊗ y]_{l3} = Π_{l3}(x ⋆_k y)/√3^k``.
+
+    Args:
+        x: rank ``l1``: ends in ``l1`` axes of 3 (full) or ``2l1+1`` (compressed).
+        y: rank ``l2``, likewise. Leading (batch, channel) axes broadcast against ``x``'s.
+        l1, l2, l3: ranks, with ``(l1, l2, l3)`` allowed (``is_allowed``).
+        layout: ``"compressed"`` or ``"full"``.
+
+    Returns:
+        The rank-``l3`` result in the same layout.
+    """
+    check_layout(layout)
+    k = contraction_order(l1, l2, l3)
+    if layout == "compressed":
+        if x.shape[-1] != 2 * l1 + 1 or y.shape[-1] != 2 * l2 + 1:
+            raise ValueError(
+                f"compressed couple({l1},{l2}->{l3}) needs x[..., {2 * l1 + 1}], y[..., {2 * l2 + 1}];"
+                f" got {x.shape}, {y.shape}"
+            )
+        kt = jnp.asarray(coupling_tensor(l1, l2, l3), jnp.result_type(x, y))
+        if l1 == 0:
+            return x * (y @ kt[0])
+        if l2 == 0:
+            return (x @ kt[:, 0]) * y
+        return jnp.einsum("...a,...b,abc->...c", x, y, kt)
+    if x.shape[x.ndim - l1 :] != (3,) * l1 or y.shape[y.ndim - l2 :] != (3,) * l2:
+        raise ValueError(f"full couple({l1},{l2}->{l3}) got shapes {x.shape}, {y.shape}")
+    out = _contract_full(x, y, l1, l2, k) / math.sqrt(3.0**k)
+    if l3 >= 2 and k < min(l1, l2):
+        out = out @ jnp.asarray(stf_projector(l3), out.dtype)
+    return out.reshape(*out.shape[:-1], *((3,) * l3))
