@@ -6,13 +6,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .errors import DataError
 from .graph import Graph, budgets_for, pad_graph
 from .neighbors import neighbor_list
 
 __all__ = ["atoms_to_graph_dict", "collate", "graph_from_atoms", "UnknownElementError"]
 
 
-class UnknownElementError(ValueError):
+class UnknownElementError(DataError):
     """An atom's element is not among the model's ``atomic_numbers``."""
 
 
@@ -68,7 +69,9 @@ def collate(graphs: Sequence[dict]) -> dict:
     offsets = np.cumsum([0] + [len(g["positions"]) for g in graphs])
     for key in ("positions", "species", "numbers", "shifts", "cell", "pbc"):
         out[key] = np.concatenate([g[key] for g in graphs], axis=0)
-    out["node_graph"] = np.concatenate([np.full(len(g["positions"]), k) for k, g in enumerate(graphs)])
+    out["node_graph"] = np.concatenate(
+        [np.full(len(g["positions"]), k) for k, g in enumerate(graphs)]
+    )
     out["senders"] = np.concatenate([g["senders"] + o for g, o in zip(graphs, offsets)])
     out["receivers"] = np.concatenate([g["receivers"] + o for g, o in zip(graphs, offsets)])
     for group in ("extras", "targets"):
@@ -77,7 +80,9 @@ def collate(graphs: Sequence[dict]) -> dict:
         for k in sorted(keys):
             missing = [i for i, g in enumerate(graphs) if k not in g.get(group, {})]
             if missing:
-                raise ValueError(f"{group} field {k!r} missing for graphs {missing[:10]} of the batch")
+                raise ValueError(
+                    f"{group} field {k!r} missing for graphs {missing[:10]} of the batch"
+                )
             out[group][k] = np.concatenate([np.asarray(g[group][k]) for g in graphs], axis=0)
     return out
 

@@ -135,7 +135,9 @@ def pad_graph(g: dict[str, np.ndarray], budgets: tuple[int, int, int], dtype=np.
             v = np.asarray(v)
             size = n_budget if len(v) == n else g_budget if len(v) == ng else None
             if size is None:
-                raise ValueError(f"field {k!r} has length {len(v)}: neither nodes {n} nor graphs {ng}")
+                raise ValueError(
+                    f"field {k!r} has length {len(v)}: neither nodes {n} nor graphs {ng}"
+                )
             fill = False if v.dtype == bool else 0
             dst[k] = _pad(v.astype(dtype) if v.dtype.kind == "f" else v, size, fill)
     n_node = np.bincount(np.asarray(g["node_graph"]), minlength=ng).astype(np.int32)

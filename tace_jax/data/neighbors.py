@@ -12,10 +12,12 @@ from __future__ import annotations
 import numpy as np
 import vesin
 
+from .errors import DataError
+
 __all__ = ["neighbor_list", "NeighborListError"]
 
 
-class NeighborListError(ValueError):
+class NeighborListError(DataError):
     """Raised for inputs a neighbour list cannot be built from (NaN, overlapping atoms, …)."""
 
 
@@ -42,13 +44,17 @@ def neighbor_list(
         raise NeighborListError(f"{where}: positions must be [N, 3], got {positions.shape}")
     if not np.all(np.isfinite(positions)):
         bad = np.where(~np.isfinite(positions).all(axis=1))[0]
-        raise NeighborListError(f"{where}: field 'positions' has non-finite values at atoms {bad[:10].tolist()}")
+        raise NeighborListError(
+            f"{where}: field 'positions' has non-finite values at atoms {bad[:10].tolist()}"
+        )
     pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,))
     cell = np.asarray(cell, dtype=np.float64).reshape(3, 3)
     if not np.all(np.isfinite(cell)):
         raise NeighborListError(f"{where}: field 'cell' has non-finite values")
     if pbc.any() and abs(np.linalg.det(cell)) < 1e-8:
-        raise NeighborListError(f"{where}: periodic structure with a degenerate cell {cell.tolist()}")
+        raise NeighborListError(
+            f"{where}: periodic structure with a degenerate cell {cell.tolist()}"
+        )
     if len(positions) == 0:
         z = np.zeros(0, np.int64)
         return z, z, np.zeros((0, 3))

@@ -3,10 +3,11 @@
 The STF tensors of rank ``l`` form the ``2l+1`` dimensional irreducible subspace of
 ``(R^3)^{⊗l}`` (TACE_SPEC §1.2). We build
 
-* ``stf_projector(l)``: the orthogonal projector ``Π_l`` (``3^l × 3^l``), from an SVD of the
-  stacked constraints ``[I − S_l ; Tr_12]`` (``S_l`` the symmetriser);
 * ``stf_basis(l)``: an orthonormal basis ``Q_l`` (``3^l × (2l+1)``) with ``Q_l Q_lᵀ = Π_l``,
-  obtained by a deterministic Gram–Schmidt over the columns of ``Π_l`` (so ``Q_1 = I_3``).
+  obtained by a deterministic Gram–Schmidt over the columns of ``Π_l`` (so ``Q_1 = I_3``). The
+  STF subspace itself is found as the null space of the trace ``Tr_12`` restricted to the
+  symmetric tensors (one orthonormal symmetric basis tensor per index multiset);
+* ``stf_projector(l)``: the orthogonal projector ``Π_l = Q_l Q_lᵀ`` (``3^l × 3^l``).
 
 Both are computed once per ``l`` in float64 numpy and cached; callers cast to their dtype.
 """
@@ -52,14 +53,43 @@ def symmetrizer(l: int) -> np.ndarray:
     return s
 
 
-def _trace_map(l: int) -> np.ndarray:
-    """The matrix of the trace over the first two axes, ``3^(l−2) × 3^l``."""
-    rows = 3 ** (l - 2)
-    m = np.zeros((rows, 3**l))
-    full = np.arange(3**l).reshape((3, 3, rows))
-    for a in range(3):
-        m[np.arange(rows), full[a, a]] = 1.0
-    return m
+def _symmetric_basis(l: int) -> np.ndarray:
+    """Orthonormal basis of the symmetric rank-``l`` tensors, ``(3^l, (l+1)(l+2)/2)``.
+
+    One column per multiset of indices (``n_x, n_y, n_z``): the normalised sum of all
+    ``l!/(n_x! n_y! n_z!)`` index tuples with those counts.
+    """
+    idx = np.indices((3,) * l).reshape(l, -1)
+    counts = np.stack([(idx == a).sum(axis=0) for a in range(3)], axis=1)  # (3^l, 3)
+    _, group, sizes = np.unique(counts, axis=0, return_inverse=True, return_counts=True)
+    group = group.reshape(-1)
+    b = np.zeros((3**l, sizes.shape[0]))
+    b[np.arange(3**l), group] = 1.0 / np.sqrt(sizes[group])
+    return b
+
+
+@functools.lru_cache(maxsize=None)
+def _stf_frame(l: int) -> np.ndarray:
+    """Some orthonormal basis of the STF subspace, ``(3^l, 2l+1)``.
+
+    Null space of the trace ``Tr_12`` restricted to the symmetric tensors: cheap even for
+    ``l = 8`` (``O(3^l · l^2)``), unlike an SVD of the ``3^l``-dimensional constraint matrix.
+    """
+    if l < 0:
+        raise ValueError(f"rank must be non-negative, got {l}")
+    if l <= 1:
+        return np.eye(3**l)
+    sym = _symmetric_basis(l)
+    nsym = sym.shape[1]
+    blocks = sym.reshape(3, 3, 3 ** (l - 2), nsym)
+    trace = blocks[0, 0] + blocks[1, 1] + blocks[2, 2]  # (3^(l-2), nsym)
+    _, s, vt = np.linalg.svd(trace, full_matrices=True)
+    s_full = np.zeros(nsym)
+    s_full[: s.shape[0]] = s
+    null = vt[s_full < 1e-10 * max(1.0, s_full.max())]
+    if null.shape[0] != 2 * l + 1:
+        raise RuntimeError(f"STF null space of rank {l} has dim {null.shape[0]} != {2 * l + 1}")
+    return sym @ null.T
 
 
 @functools.lru_cache(maxsize=None)
@@ -67,18 +97,12 @@ def stf_projector(l: int) -> np.ndarray:
     """Orthogonal projector ``Π_l`` onto the rank-``l`` STF subspace, ``(3^l, 3^l)`` float64."""
     if l < 0:
         raise ValueError(f"rank must be non-negative, got {l}")
-    dim = 3**l
     if l <= 1:
-        p = np.eye(dim)
+        p = np.eye(3**l)
     else:
-        cons = np.concatenate([np.eye(dim) - symmetrizer(l), _trace_map(l)], axis=0)
-        _, s, vt = np.linalg.svd(cons)
-        s_full = np.zeros(dim)
-        s_full[: s.shape[0]] = s
-        null = vt[s_full < 1e-10 * max(1.0, s_full.max())]
-        if null.shape[0] != 2 * l + 1:
-            raise RuntimeError(f"STF null space of rank {l} has dim {null.shape[0]} != {2 * l + 1}")
-        p = null.T @ null
+        q = stf_basis(l)
+        p = q @ q.T
+        p[np.abs(p) < 1e-15] = 0.0
     p.setflags(write=False)
     return p
 
@@ -95,11 +119,12 @@ def stf_basis(l: int) -> np.ndarray:
         >>> stf_basis(2).shape
         (9, 5)
     """
-    p = stf_projector(l)
+    frame = _stf_frame(l)  # F with F Fᵀ = Π_l; column i of Π_l is F · frame[i]
     dim, rank = 3**l, 2 * l + 1
+    # Gram–Schmidt in the (2l+1)-dim coordinates of F, which is isometric to the STF subspace
     cols: list[np.ndarray] = []
     for i in range(dim):
-        v = p[:, i].copy()
+        v = frame[i].copy()
         for _ in range(2):  # re-orthogonalise for stability
             for c in cols:
                 v -= c * (c @ v)
@@ -108,7 +133,7 @@ def stf_basis(l: int) -> np.ndarray:
             cols.append(v / n)
         if len(cols) == rank:
             break
-    q = np.stack(cols, axis=1)
+    q = frame @ np.stack(cols, axis=1)
     q[np.abs(q) < 1e-15] = 0.0
     q.setflags(write=False)
     return q

@@ -1,0 +1,8 @@
+"""The assembled TACE model, its configuration and statistics, and reference-weight import."""
+
+from .config import TACEConfig as TACEConfig
+from .reference import load_reference as load_reference
+from .statistics import Statistics as Statistics
+from .tace import TACE as TACE
+
+__all__ = ["TACEConfig", "Statistics", "TACE", "load_reference"]

@@ -1,0 +1,196 @@
+"""Import a reference PyTorch TACE v0.1.0 model from a fixture (``npz`` + ``json``).
+
+Every ``w/<torch name>`` parameter maps 1:1 (weights are stored unscaled on both sides; the
+forward-time ``α`` factors are applied by the modules). Torch dense weights are ``[in, out]``
+and element weights ``[Z, out, in]``, the same layouts as here. The ``b/...`` buffers that carry
+statistics (E0, σ, μ, n̄) become :class:`~tace_jax.models.Statistics`; the remaining buffers
+are constants the model recomputes (checked for the ones that matter).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .config import TACEConfig
+from .statistics import Statistics
+
+__all__ = ["load_reference", "map_reference_weights", "config_from_reference"]
+
+_P = "readout_fn."
+_D = _P + "descriptor."
+
+
+def config_from_reference(meta: Mapping[str, Any]) -> TACEConfig:
+    """``TACEConfig`` from a fixture json dict (``model_config``, ``atomic_numbers``, targets)."""
+    return TACEConfig.from_reference(
+        meta["model_config"], meta["atomic_numbers"], meta.get("target_property", ("energy",))
+    )
+
+
+def _torch_to_path(name: str, cfg: TACEConfig) -> tuple[str, ...]:
+    """Flax parameter path of one torch parameter name (``KeyError`` if unknown)."""
+    if name == _D + "node_embedding.mlp.0.weight":
+        return ("node_embedding", "weight")
+    m = re.fullmatch(re.escape(_D) + r"interactions\.(\d+)\.(.+)", name)
+    if m:
+        t, rest = int(m.group(1)), m.group(2)
+        mod = f"interaction_{t}"
+        if mm := re.fullmatch(r"linear_up\.linears\.(\d+)\.(weight|bias)", rest):
+            return (mod, f"linear_up_{cfg.input_ranks(t)[int(mm.group(1))]}", mm.group(2))
+        if mm := re.fullmatch(r"radial_net\.mlp\.(\d+)\.weight", rest):
+            return (mod, "radial_net", f"weight_{int(mm.group(1)) // 2}")
+        if mm := re.fullmatch(r"tc\.linear_downs\.(\d+)\.weight", rest):
+            return (mod, f"linear_down_{int(mm.group(1))}", "weight")
+        if mm := re.fullmatch(r"scs\.(\d+)\.(weights|bias)", rest):
+            return (mod, f"sc_{cfg.output_ranks(t)[int(mm.group(1))]}", mm.group(2))
+    m = re.fullmatch(re.escape(_D) + r"products\.(\d+)\.(.+)", name)
+    if m:
+        t, rest = int(m.group(1)), m.group(2)
+        mod, ranks = f"product_{t}", cfg.output_ranks(t)
+        if mm := re.fullmatch(r"linears\.(\d+)\.(\d+)\.(weights|bias)", rest):
+            nu, l = int(mm.group(1)), ranks[int(mm.group(2))]
+            suffix = "" if mm.group(3) == "weights" else "_bias"
+            return (mod, f"linears_{nu}_{l}{suffix}")
+        if mm := re.fullmatch(r"linear\.linears\.(\d+)\.(weight|bias)", rest):
+            return (mod, f"linear_out_{ranks[int(mm.group(1))]}", mm.group(2))
+    m = re.fullmatch(re.escape(_P) + r"energy_readouts\.(\d+)\.mlp\.(\d+)\.weight", name)
+    if m:
+        t = cfg.readout_layers()[int(m.group(1))]
+        return (f"energy_readout_{t}", f"weight_{int(m.group(2)) // 2}")
+    raise KeyError(f"no mapping for reference parameter {name!r}")
+
+
+def map_reference_weights(
+    weights: Mapping[str, np.ndarray], cfg: TACEConfig, template: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Torch ``state_dict`` parameters → Flax ``params`` tree shaped like ``template``.
+
+    Raises:
+        ValueError: for unknown names, shape mismatches, parameters left over on either side.
+    """
+    flat_t = {
+        tuple(getattr(k, "key", str(k)) for k in path): leaf
+        for path, leaf in jax.tree_util.tree_flatten_with_path(template)[0]
+    }
+    out: dict[tuple[str, ...], np.ndarray] = {}
+    errors = []
+    for name, arr in weights.items():
+        try:
+            path = _torch_to_path(name, cfg)
+        except KeyError as e:
+            errors.append(str(e))
+            continue
+        if path not in flat_t:
+            errors.append(f"{name} -> {'/'.join(path)}: not a parameter of the model")
+            continue
+        if tuple(flat_t[path].shape) != tuple(np.shape(arr)):
+            errors.append(
+                f"{name} -> {'/'.join(path)}: shape {np.shape(arr)} != {tuple(flat_t[path].shape)}"
+            )
+            continue
+        if path in out:
+            errors.append(f"{name} -> {'/'.join(path)}: mapped twice")
+        out[path] = np.asarray(arr)
+    missing = sorted("/".join(p) for p in set(flat_t) - set(out))
+    if missing:
+        errors.append(f"model parameters without a reference weight: {missing}")
+    if errors:
+        raise ValueError("reference weight import failed:\n  " + "\n  ".join(errors))
+    tree: dict[str, Any] = {}
+    for path, arr in out.items():
+        node = tree
+        for k in path[:-1]:
+            node = node.setdefault(k, {})
+        node[path[-1]] = arr
+    return tree
+
+
+def _check_buffers(buffers: Mapping[str, np.ndarray], cfg: TACEConfig) -> None:
+    """Sanity-check the constant buffers against what the model recomputes."""
+    from tace_jax.nn.zbl import COVALENT_RADII
+
+    zs = buffers.get(_P + "atomic_numbers")
+    if zs is not None and tuple(int(z) for z in zs) != cfg.atomic_numbers:
+        raise ValueError(f"buffer atomic_numbers {zs} != config {cfg.atomic_numbers}")
+    cut = buffers.get(_P + "cutoff")
+    if cut is not None and abs(float(cut) - cfg.cutoff) > 1e-12:
+        raise ValueError(f"buffer cutoff {cut} != config {cfg.cutoff}")
+    rad = buffers.get(_P + "zbl.covalent_radii")
+    if rad is not None and not np.allclose(rad, COVALENT_RADII[: len(rad)], atol=0, rtol=0):
+        raise ValueError("ZBL covalent radii differ from ase.data.covalent_radii")
+    bw = buffers.get(_D + "radial_embedding.radial_fn.bessel_weights")
+    if bw is not None:
+        want = np.arange(1, cfg.num_radial_basis + 1) * np.pi / cfg.cutoff
+        if not np.allclose(bw, want, rtol=1e-14, atol=0):
+            raise ValueError("Bessel weights differ from nπ/r_c")
+
+
+def _statistics_from_buffers(buffers: Mapping[str, np.ndarray], cfg: TACEConfig) -> Statistics:
+    e0 = buffers[_P + "atomic_energy_layer.atomic_energy"]
+    scale = buffers[_P + "scale_shift.scale"]
+    shift = buffers[_P + "scale_shift.shift"]
+    navg = {float(v) for k, v in buffers.items() if k.endswith(".avg_num_neighbors")}
+    if len(navg) != 1:
+        raise ValueError(f"expected one avg_num_neighbors value, got {sorted(navg)}")
+    return Statistics(e0, scale, shift, navg.pop())
+
+
+def load_reference(
+    npz_path: str | os.PathLike, json_path: str | os.PathLike, param_dtype=jnp.float64
+) -> tuple[TACEConfig, Statistics, dict[str, Any]]:
+    """Load a reference fixture.
+
+    Args:
+        npz_path: the fixture npz (``w/`` parameters, ``b/`` buffers).
+        json_path: the fixture json (``model_config``, ``atomic_numbers``, ``statistics``).
+        param_dtype: dtype of the returned parameters (float64 keeps them exact; it needs
+            ``jax_enable_x64``, otherwise they are numpy float64 arrays cast at use).
+
+    Returns:
+        ``(config, statistics, variables)`` with ``variables = {"params": ...}`` (numpy arrays).
+    """
+    from tace_jax.data.graph import pad_graph
+
+    from .tace import TACE
+
+    with open(json_path) as f:
+        meta = json.load(f)
+    cfg = config_from_reference(meta)
+    with np.load(npz_path) as z:
+        weights = {k[2:]: z[k] for k in z.files if k.startswith("w/")}
+        buffers = {k[2:]: z[k] for k in z.files if k.startswith("b/")}
+    _check_buffers(buffers, cfg)
+    stats = _statistics_from_buffers(buffers, cfg)
+    stats_json = Statistics.from_reference(meta["statistics"], cfg.atomic_numbers)
+    if not np.allclose(stats_json.scale, stats.scale) or not np.allclose(
+        stats_json.atomic_energies, stats.atomic_energies
+    ):
+        raise ValueError("statistics in the json and the npz buffers disagree")
+    dummy = pad_graph(
+        {
+            "positions": np.zeros((1, 3)),
+            "species": np.zeros(1, np.int64),
+            "numbers": np.asarray(cfg.atomic_numbers[:1]),
+            "node_graph": np.zeros(1, np.int64),
+            "senders": np.zeros(0, np.int64),
+            "receivers": np.zeros(0, np.int64),
+            "shifts": np.zeros((0, 3)),
+            "cell": np.zeros((1, 3, 3)),
+            "pbc": np.zeros((1, 3), bool),
+        },
+        (2, 1, 2),
+        dtype=np.float32,
+    )
+    model = TACE(cfg, stats, param_dtype=jnp.float32)
+    template = jax.eval_shape(model.init, jax.random.key(0), dummy)["params"]
+    params = map_reference_weights(weights, cfg, template)
+    params = jax.tree.map(lambda a: np.asarray(a, dtype=np.dtype(param_dtype)), params)
+    return cfg, stats, {"params": params}

@@ -1,0 +1,117 @@
+"""``Statistics``: dataset constants that enter the model as fixed buffers (TACE_SPEC §2.9).
+
+Per fidelity level ``m`` and element ``z`` (columns follow the model's sorted
+``atomic_numbers``): reference energies ``E0``, scale ``σ`` and shift ``μ``; plus the average
+number of neighbours ``n̄`` shared by every interaction layer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Statistics"]
+
+
+def _table(x: Any, name: str) -> tuple[tuple[float, ...], ...]:
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim == 1:
+        a = a[None]
+    if a.ndim != 2:
+        raise ValueError(f"Statistics.{name}: expected [levels, elements], got shape {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"Statistics.{name}: contains non-finite values")
+    return tuple(tuple(float(v) for v in row) for row in a)
+
+
+@dataclasses.dataclass(frozen=True)
+class Statistics:
+    """Fixed per-level, per-element constants of a TACE model.
+
+    Attributes:
+        atomic_energies: ``E0[m][z]``.
+        scale: ``σ[m][z]`` (multiplies the learned energy and ZBL).
+        shift: ``μ[m][z]``.
+        avg_num_neighbors: ``n̄`` (> 0).
+    """
+
+    atomic_energies: tuple[tuple[float, ...], ...]
+    scale: tuple[tuple[float, ...], ...]
+    shift: tuple[tuple[float, ...], ...]
+    avg_num_neighbors: float = 1.0
+
+    def __post_init__(self):
+        for name in ("atomic_energies", "scale", "shift"):
+            object.__setattr__(self, name, _table(getattr(self, name), name))
+        object.__setattr__(self, "avg_num_neighbors", float(self.avg_num_neighbors))
+        shapes = {np.shape(getattr(self, n)) for n in ("atomic_energies", "scale", "shift")}
+        if len(shapes) != 1:
+            raise ValueError(
+                f"Statistics: atomic_energies/scale/shift must share a shape [levels, elements], "
+                f"got {sorted(shapes)}"
+            )
+        if not (math.isfinite(self.avg_num_neighbors) and self.avg_num_neighbors > 0):
+            raise ValueError(
+                f"Statistics.avg_num_neighbors must be finite and > 0, got {self.avg_num_neighbors}"
+            )
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.scale)
+
+    @property
+    def num_elements(self) -> int:
+        return len(self.scale[0])
+
+    @classmethod
+    def default(cls, n_elements: int, n_levels: int = 1) -> Statistics:
+        """Neutral statistics: ``E0 = 0``, ``σ = 1``, ``μ = 0``, ``n̄ = 1``."""
+        zeros = np.zeros((n_levels, n_elements))
+        return cls(zeros, np.ones((n_levels, n_elements)), zeros, 1.0)
+
+    def check_compatible(self, num_elements: int, num_levels: int) -> None:
+        """Raise ``ValueError`` unless the tables are ``[num_levels, num_elements]``."""
+        if (self.num_levels, self.num_elements) != (num_levels, num_elements):
+            raise ValueError(
+                f"Statistics tables are [{self.num_levels}, {self.num_elements}] "
+                f"(levels, elements) but the model needs [{num_levels}, {num_elements}]"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A json-able dict."""
+        return {
+            "atomic_energies": [list(r) for r in self.atomic_energies],
+            "scale": [list(r) for r in self.scale],
+            "shift": [list(r) for r in self.shift],
+            "avg_num_neighbors": self.avg_num_neighbors,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Statistics:
+        """Inverse of :meth:`to_dict`."""
+        keys = {"atomic_energies", "scale", "shift", "avg_num_neighbors"}
+        unknown = sorted(set(d) - keys)
+        if unknown:
+            raise ValueError(f"Statistics.from_dict: unknown keys {unknown}")
+        return cls(**d)
+
+    @classmethod
+    def from_reference(
+        cls, stats: Sequence[Mapping[str, Any]], atomic_numbers: Sequence[int]
+    ) -> Statistics:
+        """From the reference json ``statistics`` list (one dict per level).
+
+        Uses ``atomic_energy`` (E0) and ``rms_forces_by_element`` (σ; ``shift_type: null`` →
+        μ = 0), keyed by atomic number (str or int).
+        """
+        e0, sc = [], []
+        for lev in stats:
+            ae = {int(k): float(v) for k, v in lev["atomic_energy"].items()}
+            rf = {int(k): float(v) for k, v in lev["rms_forces_by_element"].items()}
+            e0.append([ae[z] for z in atomic_numbers])
+            sc.append([rf[z] for z in atomic_numbers])
+        return cls(e0, sc, np.zeros_like(np.asarray(e0)), float(stats[0]["avg_num_neighbors"]))

@@ -1,0 +1,203 @@
+"""The TACE model (Cartesian ``TACEV1`` + ``WrapModelV1`` energy head; TACE_SPEC §2).
+
+``TACE(config, statistics).apply(variables, graph, edge_vecs=None)`` returns a dict:
+
+* ``node_energy [N]``: ``E0 + σ(E_model + E_ZBL) + μ`` (0 on padding nodes);
+* ``energy [G]``: per-graph sums (0 for padding graphs);
+* ``scalar_descriptor [N, T·C]``: rank-0 node features after each layer;
+* direct heads when configured: ``direct_forces [N, 3]``, ``direct_dipole [G, 3]``,
+  ``direct_polarizability [G, 3, 3]``, ``direct_virials [G, 3, 3]``.
+
+The model depends on positions and cell only through the edge vectors (except the charge
+dipole term of ``direct_dipole``), and computes in the dtype of ``graph.positions``; parameters
+are stored in ``param_dtype`` and cast at use, so casting a whole variables tree works too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tace_jax.data.graph import Graph, edge_vectors
+from tace_jax.nn.embedding import NodeEmbedding
+from tace_jax.nn.interaction import Interaction
+from tace_jax.nn.product import Product
+from tace_jax.nn.radial import radial_features
+from tace_jax.nn.readout import ScalarReadout, TensorReadout
+from tace_jax.nn.zbl import zbl_node_energy
+from tace_jax.ops import cartesian_harmonics, irreps_to_matrix, safe_normalize
+
+from .config import TACEConfig
+from .statistics import Statistics
+
+__all__ = ["TACE", "DEBYE_PER_E_ANGSTROM"]
+
+DEBYE_PER_E_ANGSTROM = 4.8032047
+
+
+def _node_levels(graph: Graph, num_levels: int) -> jnp.ndarray:
+    """Fidelity level of each node from ``graph.extras["level"]`` (per graph ``[G]`` or per
+    node ``[N]``); level 0 when absent."""
+    lev = graph.extras.get("level") if graph.extras else None
+    if lev is None or num_levels == 1:
+        return jnp.zeros(graph.num_nodes, jnp.int32)
+    lev = jnp.asarray(lev).astype(jnp.int32).reshape(-1)
+    if lev.shape[0] == graph.num_graphs:
+        return lev[graph.node_graph]
+    if lev.shape[0] == graph.num_nodes:
+        return lev
+    raise ValueError(
+        f"graph.extras['level'] must have one entry per graph ({graph.num_graphs}) or node "
+        f"({graph.num_nodes}), got shape {lev.shape}"
+    )
+
+
+class TACE(nn.Module):
+    """Cartesian TACE potential.
+
+    Attributes:
+        config: hyperparameters.
+        statistics: E0/σ/μ tables and ``n̄``.
+        param_dtype: storage dtype of newly initialised parameters.
+    """
+
+    config: TACEConfig
+    statistics: Statistics
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, graph: Graph, edge_vecs: jnp.ndarray | None = None) -> dict[str, Any]:
+        cfg, st, pd = self.config, self.statistics, self.param_dtype
+        st.check_compatible(cfg.num_elements, cfg.num_levels)
+        dtype = graph.positions.dtype
+        if not jnp.issubdtype(dtype, jnp.floating):
+            raise TypeError(f"TACE: graph.positions must be floating point, got {dtype}")
+        if edge_vecs is None:
+            edge_vecs = edge_vectors(graph.positions, graph.cell, graph)
+        edge_vecs = edge_vecs.astype(dtype)
+        n_nodes, n_graphs = graph.num_nodes, graph.num_graphs
+        senders, receivers = graph.senders, graph.receivers
+        species = graph.species
+        onehot = jax.nn.one_hot(species, cfg.num_elements, dtype=dtype)
+        node_w = graph.node_mask.astype(dtype)
+        edge_w = graph.edge_mask.astype(dtype)
+        level = _node_levels(graph, cfg.num_levels)
+        heads = cfg.num_levels if cfg.use_multi_head else 1
+        level_oh = jax.nn.one_hot(level, heads, dtype=dtype) if heads > 1 else None
+
+        unit, r = safe_normalize(edge_vecs)
+        ys = cartesian_harmonics(unit, cfg.lmax_edge, normalize=False)
+        feats = radial_features(r, cfg.cutoff, cfg.num_radial_basis, cfg.polynomial_cutoff)
+
+        h = {0: NodeEmbedding(cfg.num_channel, pd, name="node_embedding")(onehot)}
+        e_model = jnp.zeros(n_nodes, dtype)
+        direct: dict[str, jnp.ndarray] = {}
+        descriptors = []
+        last = cfg.num_layers - 1
+        for t in range(cfg.num_layers):
+            out_ranks = cfg.output_ranks(t)
+            sc_ranks = out_ranks if (t >= 1 or cfg.num_layers == 1) else ()
+            a_basis, sc = Interaction(
+                input_ranks=cfg.input_ranks(t),
+                lmax_edge=cfg.lmax_edge,
+                num_channel=cfg.num_channel,
+                num_channel_hidden=cfg.num_channel_hidden,
+                radial_hidden=cfg.radial_hidden,
+                avg_num_neighbors=st.avg_num_neighbors,
+                num_elements=cfg.num_elements,
+                sc_ranks=sc_ranks,
+                bias=cfg.bias,
+                l1l2=cfg.inter_l1l2,
+                param_dtype=pd,
+                name=f"interaction_{t}",
+            )(h, feats, ys, senders, receivers, edge_w, onehot)
+            h = Product(
+                lmax_edge=cfg.lmax_edge,
+                correlation=cfg.correlation,
+                output_ranks=out_ranks,
+                num_channel=cfg.num_channel,
+                num_channel_hidden=cfg.num_channel_hidden,
+                num_elements=cfg.num_elements,
+                bias=cfg.bias,
+                out_bias=cfg.bias and t == last,
+                l1l2=cfg.prod_l1l2,
+                l3l1=cfg.prod_l3l1,
+                param_dtype=pd,
+                name=f"product_{t}",
+            )(a_basis, onehot)
+            h = {l: x + sc[l] if l in sc else x for l, x in h.items()}
+            descriptors.append(h[0][:, :, 0])
+            if t not in cfg.readout_layers():
+                continue
+            hidden = cfg.readout_hidden if t == last else ()
+            e_model = e_model + ScalarReadout(hidden, heads, pd, name=f"energy_readout_{t}")(
+                h[0][:, :, 0], level_oh
+            )
+            for head in cfg.targets[1:]:
+                name = head.removeprefix("direct_")
+                parts = {"forces": (1,), "dipole": (1,)}.get(name, (0, 2))
+                for l in parts:
+                    if l == 0:
+                        mod = ScalarReadout(hidden, heads, pd, name=f"{name}_readout_0_{t}")
+                        y = mod(h[0][:, :, 0], level_oh)
+                    else:
+                        mod = TensorReadout(hidden, heads, pd, name=f"{name}_readout_{l}_{t}")
+                        y = mod(h[l], level_oh)
+                    key = f"{head}_{l}"
+                    direct[key] = direct.get(key, 0.0) + y
+
+        # energy assembly (TACE_SPEC §2.9)
+        z_table = jnp.asarray(np.asarray(cfg.atomic_numbers), jnp.int32)
+        numbers = z_table[species] * graph.node_mask.astype(jnp.int32)
+        e_zbl = 0.0
+        if cfg.zbl:
+            e_zbl = zbl_node_energy(
+                r, numbers, senders, receivers, graph.edge_mask, n_nodes, cfg.polynomial_cutoff
+            )
+        table = lambda x: jnp.asarray(np.asarray(x), dtype)[level, species]  # noqa: E731
+        e0, scale, shift = table(st.atomic_energies), table(st.scale), table(st.shift)
+        edges_per_graph = jax.ops.segment_sum(
+            edge_w, graph.node_graph[receivers], num_segments=n_graphs
+        )
+        g = graph.node_graph
+        isolated = (graph.n_node[g] == 1) & (edges_per_graph[g] == 0)
+        scale = jnp.where(isolated, 0.0, scale)
+        shift = jnp.where(isolated, 0.0, shift)
+        node_energy = (e0 + scale * (e_model + e_zbl) + shift) * node_w
+        graph_w = graph.graph_mask.astype(dtype)
+        energy = jax.ops.segment_sum(node_energy, g, num_segments=n_graphs) * graph_w
+        out = {
+            "node_energy": node_energy,
+            "energy": energy,
+            "scalar_descriptor": jnp.concatenate(descriptors, axis=-1) * node_w[:, None],
+        }
+        out.update(self._direct_outputs(graph, direct, node_w, graph_w, dtype))
+        return out
+
+    def _direct_outputs(self, graph, direct, node_w, graph_w, dtype) -> dict[str, jnp.ndarray]:
+        """Assemble the direct heads (TACE_SPEC §2.10)."""
+        out = {}
+        seg = lambda x: jax.ops.segment_sum(  # noqa: E731
+            x * node_w.reshape(-1, *([1] * (x.ndim - 1))), graph.node_graph, graph.num_graphs
+        )
+        for head in self.config.targets[1:]:
+            if head == "direct_forces":
+                out[head] = direct[f"{head}_1"] * node_w[:, None]
+            elif head == "direct_dipole":
+                charges = (graph.extras or {}).get("charges")
+                if charges is None:
+                    raise KeyError(
+                        "TACE: the direct_dipole head needs graph.extras['charges'] (per atom)"
+                    )
+                q = jnp.asarray(charges, dtype).reshape(-1)
+                ionic = DEBYE_PER_E_ANGSTROM * q[:, None] * graph.positions
+                out[head] = seg(ionic + direct[f"{head}_1"]) * graph_w[:, None]
+            else:  # rank-2 heads: (Σ a0) δ/√3 + Σ a2
+                a0 = seg(direct[f"{head}_0"])
+                a2 = seg(direct[f"{head}_2"])
+                out[head] = irreps_to_matrix(a0, None, a2) * graph_w[:, None, None]
+        return out

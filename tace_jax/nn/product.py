@@ -1,0 +1,177 @@
+"""Product basis (self-contraction, the "ACE" step) of TACE (TACE_SPEC §2.6).
+
+Per atom and channel (channel-diagonal):
+
+* ``𝔅⁽¹⁾_l = [A_l]``;
+* for ``ν = 2..ν_max``, for each path ``(l1, l2, l3)`` of ``𝒬_ν`` and each tensor ``T`` of
+  ``𝔅⁽ᵛ⁻¹⁾_{l1}`` (in order), append ``[T ⊗ A_{l2}]_{l3}`` to ``𝔅⁽ᵛ⁾_{l3}``.
+
+``𝒬_ν`` enumerates ``l1`` (ascending, ranks present in ``𝔅⁽ᵛ⁻¹⁾``), ``l2 = 0..L_e`` and
+``l3 ≤ L_e``, with optional ``l1``-``l2`` and ``l3``-``l1`` restrictions, then is pruned backwards
+(last step: ``l3`` in the output ranks; earlier: ``l3`` among the ``l1`` or ``l2`` of the kept later
+paths). The output is ``h_l = Linear_out_l(Σ_ν ElementLinear_{ν,l}(concat 𝔅⁽ᵛ⁾_l))``.
+
+All the couplings that share a path are batched over the tensors of ``𝔅⁽ᵛ⁻¹⁾_{l1}``, and the
+``ν`` element-linears of one rank are fused into a single contraction.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from tace_jax.ops import coupling_tensor
+from tace_jax.ops._coupling import _L1L2
+
+from .linear import Linear, element_select, uniform_sqrt3
+
+__all__ = ["product_paths", "Product", "couple_batched"]
+
+
+def product_paths(
+    lmax_edge: int,
+    correlation: int,
+    output_ranks: Sequence[int],
+    l1l2: str | None = None,
+    l3l1: str | None = None,
+) -> tuple[dict[int, list[tuple[int, int, int]]], dict[int, dict[int, int]]]:
+    """Pruned path lists ``𝒬_ν`` (``ν = 2..ν_max``) and block counts ``n_{ν,l}``.
+
+    Returns:
+        ``(paths, counts)`` with ``paths[ν]`` the ordered kept paths and ``counts[ν][l]`` the
+        number of rank-``l`` tensors in ``𝔅⁽ᵛ⁾`` (``ν = 1..ν_max``; zero counts omitted).
+    """
+    for name, opt in (("l1l2", l1l2), ("l3l1", l3l1)):
+        if opt not in _L1L2:
+            raise ValueError(f"product_paths: {name} must be one of {list(_L1L2)}, got {opt!r}")
+    keep12, keep31 = _L1L2[l1l2], _L1L2[l3l1]
+    ranks = range(lmax_edge + 1)
+
+    def forward(path_lists):
+        counts = {1: {l: 1 for l in ranks}}
+        for nu in range(2, correlation + 1):
+            c: dict[int, int] = {}
+            for l1, _, l3 in path_lists.get(nu, []):
+                if counts[nu - 1].get(l1, 0):
+                    c[l3] = c.get(l3, 0) + counts[nu - 1][l1]
+            counts[nu] = c
+        return counts
+
+    full: dict[int, list] = {}
+    for nu in range(2, correlation + 1):
+        prev = forward(full)[nu - 1]
+        full[nu] = [
+            (l1, l2, l3)
+            for l1 in sorted(l for l, n in prev.items() if n)
+            for l2 in ranks
+            if keep12(l1, l2)
+            for l3 in range(abs(l1 - l2), min(l1 + l2, lmax_edge) + 1, 2)
+            if keep31(l3, l1)
+        ]
+    kept: dict[int, list] = {}
+    needed = set(output_ranks)
+    for nu in range(correlation, 1, -1):
+        kept[nu] = [p for p in full[nu] if p[2] in needed]
+        needed = {p[0] for p in kept[nu]} | {p[1] for p in kept[nu]}
+    return kept, forward(kept)
+
+
+def couple_batched(t: jnp.ndarray, a: jnp.ndarray, l1: int, l2: int, l3: int) -> jnp.ndarray:
+    """Channel-diagonal coupling of a stack ``t [N, n, C, 2l1+1]`` with ``a [N, C, 2l2+1]``.
+
+    Returns ``[N, n, C, 2l3+1]`` = ``[t_k ⊗ a]_{l3}`` for every ``k``.
+    """
+    kt = jnp.asarray(coupling_tensor(l1, l2, l3), t.dtype)
+    if l1 == 0:
+        return t * (a @ kt[0])[:, None]
+    if l2 == 0:
+        return (t @ kt[:, 0]) * a[:, None]
+    ak = jnp.einsum("ncb,abg->ncag", a, kt)  # [N, C, 2l1+1, 2l3+1]
+    return jnp.einsum("nkca,ncag->nkcg", t, ak)
+
+
+class Product(nn.Module):
+    """Product basis plus its contraction to the output node features.
+
+    Attributes:
+        lmax_edge: ``L_e``.
+        correlation: ``ν_max``.
+        output_ranks: ranks of the output node features.
+        num_channel: ``C`` (output channels).
+        num_channel_hidden: ``C_h`` (A-basis channels).
+        num_elements: ``Z_n``.
+        bias: per-element rank-0 biases (one per ``ν``).
+        out_bias: rank-0 bias of ``Linear_out`` (the reference: last layer only).
+        l1l2, l3l1: optional path restrictions.
+        param_dtype: storage dtype.
+
+    Parameters: ``linears_{ν}_{l}`` (``weights [Z_n, C_h, n_{ν,l}·C_h]``, ``bias [Z_n, C_h]``)
+    and ``linear_out_{l}`` (``weight [C_h, C]``, ``bias``).
+    """
+
+    lmax_edge: int
+    correlation: int
+    output_ranks: tuple[int, ...]
+    num_channel: int
+    num_channel_hidden: int
+    num_elements: int
+    bias: bool = True
+    out_bias: bool = False
+    l1l2: str | None = None
+    l3l1: str | None = None
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, a_basis: dict[int, jnp.ndarray], onehot: jnp.ndarray) -> dict[int, jnp.ndarray]:
+        """``a_basis``: ``l → [N, C_h, 2l+1]`` for ``l = 0..L_e``; returns ``l → [N, C, 2l+1]``."""
+        ch, pd = self.num_channel_hidden, self.param_dtype
+        paths, counts = product_paths(
+            self.lmax_edge, self.correlation, self.output_ranks, self.l1l2, self.l3l1
+        )
+        basis = {1: {l: a[:, None] for l, a in a_basis.items()}}  # l -> [N, n, C_h, 2l+1]
+        for nu in range(2, self.correlation + 1):
+            blocks: dict[int, list] = {}
+            for l1, l2, l3 in paths[nu]:
+                if l1 in basis[nu - 1]:
+                    blocks.setdefault(l3, []).append(
+                        couple_batched(basis[nu - 1][l1], a_basis[l2], l1, l2, l3)
+                    )
+            basis[nu] = {l: jnp.concatenate(b, axis=1) for l, b in blocks.items()}
+        out = {}
+        for l in self.output_ranks:
+            xs, ws, bias = [], [], 0.0
+            for nu in range(1, self.correlation + 1):
+                n_blocks = counts[nu].get(l, 0)
+                if n_blocks == 0:
+                    continue
+                x = basis[nu][l]  # [N, n, C_h, g]
+                fan_in = n_blocks * ch
+                w = self.param(
+                    f"linears_{nu}_{l}", uniform_sqrt3, (self.num_elements, ch, fan_in), pd
+                )
+                ws.append(w.astype(x.dtype) * (1.0 / math.sqrt(fan_in)))
+                xs.append(x.reshape(x.shape[0], fan_in, 2 * l + 1))
+                if self.bias and l == 0:
+                    b = self.param(
+                        f"linears_{nu}_{l}_bias", nn.initializers.zeros, (self.num_elements, ch), pd
+                    )
+                    bias = bias + onehot @ b.astype(x.dtype)
+            if not xs:
+                raise ValueError(f"Product: no product-basis tensor of output rank {l}")
+            x = jnp.concatenate(xs, axis=1)  # [N, J, g]
+            w = jnp.concatenate(ws, axis=-1)  # [Z, C_h, J]
+            y = element_select(onehot, jnp.einsum("njg,zdj->nzdg", x, w))
+            if self.bias and l == 0:
+                y = y + bias[:, :, None]
+            lin = Linear(
+                self.num_channel,
+                use_bias=self.out_bias and l == 0,
+                param_dtype=pd,
+                name=f"linear_out_{l}",
+            )
+            out[l] = lin(y)
+        return out

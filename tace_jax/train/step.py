@@ -1,0 +1,209 @@
+"""Jitted SPMD train and eval steps over a 1-D device mesh (data parallelism).
+
+Layout. A step consumes ``D`` padded sub-batches of identical budgets stacked along a leading
+device axis (``Graph`` leaves of shape ``[D, ...]``, see :func:`stack_batches`), sharded with
+``NamedSharding(mesh, P("data"))`` so that device ``d`` holds sub-batch ``d``; the train state
+is replicated (``P()``). Inside the step the model runs under ``vmap`` over the device axis; the
+loss is the *global* masked mean (per-term sums and counts are summed over the device axis
+before dividing, :func:`tace_jax.train.loss.combine_loss`), so the gradient equals that of one
+big batch. ``jit`` inserts the cross-device reductions; there is no ``pmap`` and no hand-written
+collective. With one device the same code runs with ``D = 1``.
+
+Multi-host start-up (several processes, e.g. one per GPU node)::
+
+    import jax
+    jax.distributed.initialize()       # coordinator address etc. from the cluster environment
+                                       # (SLURM/Open MPI/TPU are auto-detected), or pass
+                                       # coordinator_address="host0:1234", num_processes=P,
+                                       # process_id=i explicitly
+    from tace_jax.train import fit
+    fit(config)                        # same config on every process
+
+After ``initialize``, ``jax.devices()`` lists the devices of all processes and the mesh spans
+them; each process builds only its local sub-batches (``D_local = jax.local_device_count()``),
+and :func:`shard_batch` assembles the global array with
+``jax.make_array_from_process_local_data``. Every process must iterate the same number of steps
+(the loader's plan is a function of ``(seed, epoch)`` only; each process takes its own slice of
+every step's sub-batches). Checkpoints are written collectively by orbax; point ``output_dir``
+at a shared file system.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from tace_jax.data.graph import Graph
+
+from .ema import ema_update
+from .loss import LossConfig, combine_loss, loss_sums
+from .optimizer import set_learning_rate
+from .state import TrainState
+
+__all__ = [
+    "empty_like",
+    "group_batches",
+    "make_eval_step",
+    "make_mesh",
+    "make_train_step",
+    "shard_batch",
+    "stack_batches",
+]
+
+
+def make_mesh(num_devices: int | None = None) -> Mesh:
+    """A 1-D ``("data",)`` mesh over the first ``num_devices`` devices (default: all)."""
+    devices = jax.devices()
+    n = len(devices) if num_devices is None else int(num_devices)
+    if not 1 <= n <= len(devices):
+        raise ValueError(f"num_devices={num_devices} but {len(devices)} devices are available")
+    return Mesh(np.asarray(devices[:n]), ("data",))
+
+
+def stack_batches(batches: Sequence[Graph]) -> Graph:
+    """Stack equally padded batches along a new leading (device) axis (numpy leaves)."""
+    shapes = {b.budgets for b in batches}
+    if len(shapes) != 1:
+        raise ValueError(f"sub-batches must share budgets to be stacked, got {sorted(shapes)}")
+    return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *batches)
+
+
+def empty_like(batch: Graph) -> Graph:
+    """A batch of the same shapes with nothing real in it (all masks off, zero weights).
+
+    Used to fill the last step of an epoch when fewer than ``D`` sub-batches remain.
+    """
+    targets = {}
+    for k, v in batch.targets.items():
+        v = np.asarray(v)
+        targets[k] = np.zeros_like(v) if (k == "weight" or k.startswith("has_")) else v
+    return batch.replace(
+        node_mask=np.zeros_like(np.asarray(batch.node_mask)),
+        edge_mask=np.zeros_like(np.asarray(batch.edge_mask)),
+        graph_mask=np.zeros_like(np.asarray(batch.graph_mask)),
+        targets=targets,
+    )
+
+
+def group_batches(batches: Iterable[Graph], num: int) -> Iterator[tuple[Graph, int]]:
+    """Yield ``(stacked [num, ...] batch, number of real sub-batches)`` groups.
+
+    A final incomplete group is filled with :func:`empty_like` batches.
+    """
+    group: list[Graph] = []
+    for b in batches:
+        group.append(b)
+        if len(group) == num:
+            yield stack_batches(group), num
+            group = []
+    if group:
+        n_real = len(group)
+        group += [empty_like(group[0])] * (num - n_real)
+        yield stack_batches(group), n_real
+
+
+def shard_batch(stacked: Graph, mesh: Mesh) -> Graph:
+    """Place a stacked batch on the mesh, device axis split along ``"data"``.
+
+    Single process: ``stacked`` holds all ``D`` sub-batches. Multi-process: it holds this
+    process's ``jax.local_device_count()`` sub-batches and the global array is assembled with
+    ``jax.make_array_from_process_local_data``.
+    """
+    sharding = NamedSharding(mesh, P("data"))
+    if jax.process_count() == 1:
+        return jax.device_put(stacked, sharding)
+    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), stacked)
+
+
+def _per_batch_fn(apply_fn, properties, training):
+    from tace_jax.properties import compute_properties
+
+    def fn(variables, graph):
+        return compute_properties(apply_fn, variables, graph, properties, training=training)
+
+    return fn
+
+
+def make_train_step(
+    apply_fn: Callable,
+    optimizer: optax.GradientTransformation,
+    loss_cfg: LossConfig,
+    schedule: Callable,
+    mesh: Mesh,
+    properties: Sequence[str] = ("energy", "forces"),
+    ema_decay: float | None = 0.995,
+    donate: bool = True,
+) -> Callable[[TrainState, Graph], tuple[TrainState, dict]]:
+    """Build ``train_step(state, stacked_batch) -> (state, metrics)`` (jitted, SPMD).
+
+    Args:
+        apply_fn: ``apply_fn(variables, graph, edge_vecs=None) -> dict`` (e.g. ``TACE.apply``).
+        optimizer: from :func:`tace_jax.train.optimizer.make_optimizer`.
+        loss_cfg: loss settings.
+        schedule: ``step -> base learning rate``; multiplied by ``state.lr_scale``.
+        mesh: 1-D ``("data",)`` mesh; the batch's leading axis must equal its size.
+        properties: what :func:`tace_jax.properties.compute_properties` must predict.
+        ema_decay: EMA decay (None: EMA params track the params).
+        donate: donate the input state buffers.
+
+    Returns:
+        The jitted step. ``metrics`` holds ``loss``, ``lr``, ``grad_norm`` and the summed loss
+        terms/error statistics of :func:`tace_jax.train.loss.loss_sums` (replicated scalars).
+    """
+    per_batch = _per_batch_fn(apply_fn, tuple(properties), True)
+
+    def step(state: TrainState, batch: Graph):
+        def loss_fn(params):
+            variables = {**state.constants, "params": params}
+            sums = jax.vmap(
+                lambda g: loss_sums(per_batch(variables, g), g, loss_cfg)
+            )(batch)
+            sums = jax.tree.map(lambda x: jnp.sum(x, axis=0), sums)
+            return combine_loss(sums, loss_cfg), sums
+
+        (loss, sums), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        lr = (schedule(state.step) * state.lr_scale).astype(state.lr_scale.dtype)
+        opt_state = set_learning_rate(state.opt_state, lr)
+        updates, opt_state = optimizer.update(grads, opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        new_step = state.step + 1
+        ema = ema_update(state.ema_params, params, new_step, ema_decay)
+        new_state = state.replace(step=new_step, params=params, ema_params=ema,
+                                  opt_state=opt_state)
+        metrics = {**sums, "loss": loss, "lr": lr, "grad_norm": optax.global_norm(grads)}
+        return new_state, metrics
+
+    repl = NamedSharding(mesh, P())
+    data = NamedSharding(mesh, P("data"))
+    return jax.jit(step, in_shardings=(repl, data), out_shardings=(repl, repl),
+                   donate_argnums=(0,) if donate else ())
+
+
+def make_eval_step(
+    apply_fn: Callable,
+    loss_cfg: LossConfig,
+    mesh: Mesh,
+    properties: Sequence[str] = ("energy", "forces"),
+) -> Callable[[dict, Graph], tuple[dict, dict]]:
+    """Build ``eval_step(variables, stacked_batch) -> (predictions [D, ...], loss sums)``.
+
+    Predictions contain the requested ``properties`` (no second-order graph); loss sums are
+    those of :func:`tace_jax.train.loss.loss_sums` summed over the device axis.
+    """
+    per_batch = _per_batch_fn(apply_fn, tuple(properties), False)
+
+    def step(variables, batch):
+        pred = jax.vmap(lambda g: per_batch(variables, g))(batch)
+        pred = {k: v for k, v in pred.items() if k in properties}
+        sums = jax.vmap(lambda p, g: loss_sums(p, g, loss_cfg))(pred, batch)
+        return pred, jax.tree.map(lambda x: jnp.sum(x, axis=0), sums)
+
+    repl = NamedSharding(mesh, P())
+    data = NamedSharding(mesh, P("data"))
+    return jax.jit(step, in_shardings=(repl, data), out_shardings=(data, repl))

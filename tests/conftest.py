@@ -1,0 +1,50 @@
+"""Project-wide pytest configuration.
+
+* float64 is enabled for the whole test run (in every xdist worker, since each one runs
+  ``pytest_configure``). The package itself never touches ``jax_enable_x64``; tests that check
+  float32 behaviour pass explicit dtypes.
+* ``key``: a PRNG key that is deterministic per test (seeded from the test's node id), so tests
+  are reproducible and independent of execution order / xdist scheduling.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import jax
+import pytest
+
+
+def pytest_configure(config):
+    jax.config.update("jax_enable_x64", True)
+
+
+@pytest.fixture(autouse=True)
+def _x64_enabled():
+    """Guard: fail loudly if some test (or import) switched float64 off."""
+    if not jax.config.jax_enable_x64:
+        jax.config.update("jax_enable_x64", True)
+    yield
+    if not jax.config.jax_enable_x64:
+        jax.config.update("jax_enable_x64", True)
+        pytest.fail("jax_enable_x64 was switched off during the test")
+
+
+@pytest.fixture
+def seed(request) -> int:
+    """A 31-bit seed derived from the test's node id."""
+    return zlib.crc32(request.node.nodeid.encode()) & 0x7FFFFFFF
+
+
+@pytest.fixture
+def key(seed) -> jax.Array:
+    """A typed PRNG key (``jax.random.key``), deterministic per test."""
+    return jax.random.key(seed)
+
+
+@pytest.fixture
+def rng(seed):
+    """A numpy ``Generator``, deterministic per test."""
+    import numpy as np
+
+    return np.random.default_rng(seed)
