@@ -22,7 +22,40 @@ import flax.struct
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Graph", "edge_vectors", "round_up", "budgets_for", "pad_graph"]
+#: Extras/targets known to be per node; everything in GRAPH_FIELDS is per graph.
+NODE_FIELDS = frozenset(
+    {"forces", "charges", "born_charges", "initial_magmoms", "node_weight", "has_forces"}
+)
+GRAPH_FIELDS = frozenset(
+    {
+        "energy",
+        "stress",
+        "virials",
+        "dipole",
+        "polarizability",
+        "total_charge",
+        "level",
+        "electric_field",
+        "magnetic_field",
+        "weight",
+        "has_energy",
+        "has_stress",
+        "has_virials",
+        "has_dipole",
+        "has_polarizability",
+        "spin_multiplicity",
+    }
+)
+
+__all__ = [
+    "Graph",
+    "NODE_FIELDS",
+    "GRAPH_FIELDS",
+    "edge_vectors",
+    "round_up",
+    "budgets_for",
+    "pad_graph",
+]
 
 
 @flax.struct.dataclass
@@ -133,10 +166,25 @@ def pad_graph(g: dict[str, np.ndarray], budgets: tuple[int, int, int], dtype=np.
     for src, dst in ((g.get("extras", {}), extras), (g.get("targets", {}), targets)):
         for k, v in src.items():
             v = np.asarray(v)
-            size = n_budget if len(v) == n else g_budget if len(v) == ng else None
-            if size is None:
+            if k in NODE_FIELDS:
+                per_node = True
+            elif k in GRAPH_FIELDS:
+                per_node = False
+            elif len(v) == n and n != ng:
+                per_node = True
+            elif len(v) == ng and n != ng:
+                per_node = False
+            else:
                 raise ValueError(
-                    f"field {k!r} has length {len(v)}: neither nodes {n} nor graphs {ng}"
+                    f"field {k!r} of length {len(v)} is ambiguous or wrong for {n} nodes and "
+                    f"{ng} graphs; per-node fields are {sorted(NODE_FIELDS)}, per-graph fields "
+                    f"are {sorted(GRAPH_FIELDS)}"
+                )
+            size = n_budget if per_node else g_budget
+            if len(v) != (n if per_node else ng):
+                raise ValueError(
+                    f"field {k!r} has length {len(v)}, expected {n if per_node else ng} "
+                    f"({'nodes' if per_node else 'graphs'})"
                 )
             fill = False if v.dtype == bool else 0
             dst[k] = _pad(v.astype(dtype) if v.dtype.kind == "f" else v, size, fill)

@@ -174,16 +174,44 @@ def _guess_format(path: str, fmt: str | None) -> str:
     return "ase"
 
 
+_COMPRESSED = {".xz": "lzma", ".gz": "gzip", ".bz2": "bz2"}
+
+
 def _read_ase(path: str, fmt: str, index) -> list:
+    """All frames of an ase-readable file. Compressed files are first decompressed to a
+    temporary file: ase's own transparent decompression seeks in the compressed stream and is
+    quadratic in the number of frames (20 s instead of 0.3 s for 500 frames)."""
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix in _COMPRESSED:
+        import importlib
+        import shutil
+        import tempfile
+
+        opener = importlib.import_module(_COMPRESSED[suffix]).open
+        inner = os.path.basename(path)[: -len(suffix)]
+        with tempfile.TemporaryDirectory() as tmp:
+            local = os.path.join(tmp, inner)
+            try:
+                with opener(path, "rb") as src, open(local, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            except (OSError, EOFError, ValueError) as exc:
+                raise DataError(
+                    f"{path}, frame 0: malformed compressed file ({type(exc).__name__}: {exc})"
+                ) from exc
+            return _iread(local, path, fmt, index)
+    return _iread(path, path, fmt, index)
+
+
+def _iread(local: str, path: str, fmt: str, index) -> list:
     import ase.io
 
     frames = []
     ase_format = None if fmt == "ase" else fmt
     try:
-        for atoms in ase.io.iread(path, index=index, format=ase_format):
+        for atoms in ase.io.iread(local, index=index, format=ase_format):
             frames.append(atoms)
     except Exception as exc:  # ase raises many types for malformed input
-        if "Empty file" in str(exc) or (os.path.getsize(path) == 0):
+        if "Empty file" in str(exc) or os.path.getsize(local) == 0:
             raise DataError(f"{path}: empty file (no frames)") from exc
         raise DataError(
             f"{path}, frame {len(frames)}: malformed file, could not parse "

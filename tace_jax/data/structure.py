@@ -193,8 +193,11 @@ class Structure:
         except (TypeError, ValueError) as exc:
             raise DataError(f"{loc}: field {name!r} is not numeric ({exc})") from exc
         if a.shape != shape:
-            if a.size == int(np.prod(shape)) and name in ("cell",):
-                a = a.reshape(shape)
+            squeeze = lambda t: tuple(d for d in t if d != 1)
+            if a.size == int(np.prod(shape)) and (
+                name == "cell" or squeeze(a.shape) == squeeze(shape)
+            ):
+                a = a.reshape(shape)  # e.g. a dipole stored as [1, 3]
             else:
                 raise DataError(f"{loc}: field {name!r} has shape {a.shape}, expected {shape}")
         if not np.all(np.isfinite(a)):

@@ -75,7 +75,7 @@ class Integrator:
         ensemble: one of :data:`ENSEMBLES`.
         init_fn: ``init_fn(key, R, momenta, neighbor) -> state``.
         apply_fn: ``apply_fn(state, neighbor) -> state``.
-        box_fn: ``box_fn(state) -> box`` (jax-md columns) or ``None`` for molecules.
+        box_fn: ``box_fn(state) -> box`` (jax-md columns) for NPT, ``None`` for a fixed cell.
         invariant_fn: ``invariant_fn(state, neighbor) -> eV``, the conserved quantity (total
             energy for NVE, extended Hamiltonian for Nosé–Hoover; ``nan`` for Langevin).
         kT: eV; pressure: eV/Å³ (NPT); dt: ASE time units.
@@ -123,8 +123,7 @@ def make_integrator(
     kT = float(temperature) * units.kB
     p_int = float(pressure) * units.GPa
     energy_fn, shift_fn = system.energy_fn, system.shift_fn
-    fixed_box = system.box if system.periodic else None
-    box_fn = lambda state: fixed_box
+    box_fn = lambda state: None  # fixed cell: the energy function's own
 
     if ens == "nve":
         init, apply = nve(energy_fn, shift_fn, dt)

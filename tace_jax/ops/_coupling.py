@@ -84,8 +84,8 @@ def coupling_tensor(l1: int, l2: int, l3: int) -> np.ndarray:
     q1, q2, q3 = stf_basis(l1), stf_basis(l2), stf_basis(l3)
     a = q1.T.reshape(2 * l1 + 1, 3 ** (l1 - k), 3**k)
     b = q2.T.reshape(2 * l2 + 1, 3**k, 3 ** (l2 - k))
-    prod = np.einsum("xac,ycb->xyab", a, b).reshape(2 * l1 + 1, 2 * l2 + 1, -1)
-    kt = prod @ q3 / math.sqrt(3.0**k)
+    prod = np.einsum("xac,ycb->xyab", a, b).reshape((2 * l1 + 1) * (2 * l2 + 1), -1)
+    kt = (prod @ q3).reshape(2 * l1 + 1, 2 * l2 + 1, 2 * l3 + 1) / math.sqrt(3.0**k)
     kt[np.abs(kt) < 1e-15] = 0.0
     kt.setflags(write=False)
     return kt

@@ -68,6 +68,16 @@ def _symmetric_basis(l: int) -> np.ndarray:
     return b
 
 
+def _first_occurrences(l: int) -> np.ndarray:
+    """Row-major index of the first tuple of every index multiset, in increasing order."""
+    if l <= 1:
+        return np.arange(3**l)
+    idx = np.indices((3,) * l).reshape(l, -1)
+    counts = np.stack([(idx == a).sum(axis=0) for a in range(3)], axis=1)
+    _, first = np.unique(counts, axis=0, return_index=True)
+    return np.sort(first)
+
+
 @functools.lru_cache(maxsize=None)
 def _stf_frame(l: int) -> np.ndarray:
     """Some orthonormal basis of the STF subspace, ``(3^l, 2l+1)``.
@@ -83,10 +93,9 @@ def _stf_frame(l: int) -> np.ndarray:
     nsym = sym.shape[1]
     blocks = sym.reshape(3, 3, 3 ** (l - 2), nsym)
     trace = blocks[0, 0] + blocks[1, 1] + blocks[2, 2]  # (3^(l-2), nsym)
-    _, s, vt = np.linalg.svd(trace, full_matrices=True)
-    s_full = np.zeros(nsym)
-    s_full[: s.shape[0]] = s
-    null = vt[s_full < 1e-10 * max(1.0, s_full.max())]
+    # null space from the small (nsym × nsym) Gram matrix: cheap, no large LAPACK calls
+    evals, evecs = np.linalg.eigh(trace.T @ trace)
+    null = evecs[:, evals < 1e-10 * max(1.0, evals.max())].T
     if null.shape[0] != 2 * l + 1:
         raise RuntimeError(f"STF null space of rank {l} has dim {null.shape[0]} != {2 * l + 1}")
     return sym @ null.T
@@ -120,10 +129,12 @@ def stf_basis(l: int) -> np.ndarray:
         (9, 5)
     """
     frame = _stf_frame(l)  # F with F Fᵀ = Π_l; column i of Π_l is F · frame[i]
-    dim, rank = 3**l, 2 * l + 1
-    # Gram–Schmidt in the (2l+1)-dim coordinates of F, which is isometric to the STF subspace
+    rank = 2 * l + 1
+    # Gram–Schmidt in the (2l+1)-dim coordinates of F, which is isometric to the STF subspace.
+    # Columns of Π_l for index tuples with the same multiset are equal, so only the first
+    # occurrence of each multiset (in row-major order) can contribute.
     cols: list[np.ndarray] = []
-    for i in range(dim):
+    for i in _first_occurrences(l):
         v = frame[i].copy()
         for _ in range(2):  # re-orthogonalise for stability
             for c in cols:

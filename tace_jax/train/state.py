@@ -38,12 +38,13 @@ class TrainState:
 
 
 def cast_floats(tree, dtype):
-    """Cast every floating leaf of a pytree to ``dtype``."""
+    """Copy a pytree, casting every floating leaf to ``dtype``."""
     dtype = jnp.dtype(dtype)
 
-    def cast(x):
+    def cast(x):  # always a fresh buffer: the state may be donated to a jitted step
         x = jnp.asarray(x)
-        return x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
+        return jnp.array(x, dtype=dtype if jnp.issubdtype(x.dtype, jnp.floating) else None,
+                         copy=True)
 
     return jax.tree.map(cast, tree)
 

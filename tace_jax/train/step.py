@@ -111,14 +111,17 @@ def group_batches(batches: Iterable[Graph], num: int) -> Iterator[tuple[Graph, i
 def shard_batch(stacked: Graph, mesh: Mesh) -> Graph:
     """Place a stacked batch on the mesh, device axis split along ``"data"``.
 
-    Single process: ``stacked`` holds all ``D`` sub-batches. Multi-process: it holds this
-    process's ``jax.local_device_count()`` sub-batches and the global array is assembled with
-    ``jax.make_array_from_process_local_data``.
+    ``stacked`` holds all ``D`` sub-batches of the step (every process builds the same
+    ones). With several processes each one keeps the slice of its local devices and the global
+    array is assembled with ``jax.make_array_from_process_local_data``.
     """
     sharding = NamedSharding(mesh, P("data"))
     if jax.process_count() == 1:
         return jax.device_put(stacked, sharding)
-    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), stacked)
+    n_local = len([d for d in mesh.devices.flat if d.process_index == jax.process_index()])
+    first = [d.process_index for d in mesh.devices.flat].index(jax.process_index())
+    local = jax.tree.map(lambda x: np.asarray(x)[first : first + n_local], stacked)
+    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), local)
 
 
 def _per_batch_fn(apply_fn, properties, training):

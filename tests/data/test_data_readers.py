@@ -176,6 +176,8 @@ def test_structure_stress_formats_and_roundtrip():
     np.testing.assert_allclose(sv.stress, s6.stress)
     with pytest.raises(ValueError):
         s6.positions[0, 0] = 1.0  # read-only
+    s1 = Structure(numbers=[1], positions=[[0, 0, 0]], dipole=[[1.0, 2.0, 3.0]], energy=[-1.0])
+    assert s1.dipole.shape == (3,) and s1.energy == -1.0  # singleton axes squeezed
     atoms = structure_to_atoms(s6.replace(energy=-1.0, forces=[[0.1, 0.2, 0.3]], level=2))
     back = structure_from_atoms(atoms)
     assert back.energy == -1.0 and back.level == 2

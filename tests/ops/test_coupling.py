@@ -123,7 +123,9 @@ def test_shape_errors():
     with pytest.raises(ValueError):
         couple(jnp.ones((2, 3)), jnp.ones((2, 4)), 1, 1, 2)
     with pytest.raises(ValueError):
-        couple(jnp.ones((2, 3)), jnp.ones((2, 3, 3)), 1, 2, 1, layout="full")
+        couple(jnp.ones((2, 4)), jnp.ones((2, 3, 3)), 1, 2, 1, layout="full")
+    with pytest.raises(ValueError):
+        couple(jnp.ones((2, 3)), jnp.ones((2, 3, 2)), 1, 2, 1, layout="full")
     with pytest.raises(ValueError):
         couple(jnp.ones((2, 3)), jnp.ones((2, 3)), 1, 1, 2, layout="cartesian")
 

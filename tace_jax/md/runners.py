@@ -1,0 +1,357 @@
+"""Chunked MD runs with neighbour-overflow recovery, logging and trajectories.
+
+:class:`Simulation` integrates one structure, or several replicas of the same size (``vmap``),
+in chunks of steps (``lax.scan`` inside ``jit``). Between chunks it checks the neighbour list's
+overflow flag; on overflow it reallocates the list (outside ``jit``, sized for where the chunk
+ended) and redoes the chunk from its start state, so no step ever runs with a truncated list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from ase import units
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
+from jax_md import quantity
+
+from .integrators import canonical_ensemble, make_integrator
+from .io import MDLogger, TrajectoryWriter
+from .jax_md import md_system, pressure_fn
+
+__all__ = ["Simulation", "run_md", "initial_momenta"]
+
+
+def initial_momenta(atoms, temperature: float, seed: int = 0) -> np.ndarray:
+    """Momenta (amu·Å/ASE-time): the atoms' velocities if set, else Maxwell–Boltzmann at
+    ``temperature`` K (seeded), without centre-of-mass motion (and rotation for molecules)."""
+    a = atoms.copy()
+    v = a.get_velocities()
+    if v is None or not np.any(v):
+        if temperature > 0:
+            MaxwellBoltzmannDistribution(
+                a, temperature_K=temperature, rng=np.random.default_rng(seed), force_temp=True
+            )
+            Stationary(a)
+            if not a.pbc.any() and len(a) > 2:
+                ZeroRotation(a)
+        v = a.get_velocities()
+    return np.asarray(v) * a.get_masses()[:, None]
+
+
+def _any_overflow(nbrs) -> jax.Array:
+    return jnp.any(jnp.asarray(nbrs.did_buffer_overflow) != 0)
+
+
+class Simulation:
+    """MD of one structure or a batch of replicas with a TACE potential.
+
+    Args:
+        potential: a :class:`tace_jax.models.Potential` (or stand-in).
+        atoms: ``ase.Atoms``, or a list of them (replicas: same elements in the same order,
+            same cell and periodicity; integrated together with ``vmap``).
+        ensemble: ``nve``, ``nvt`` (Nosé–Hoover chain), ``langevin``, ``npt`` (Nosé–Hoover).
+        timestep: fs. temperature: K. pressure: GPa. friction: 1/fs. tau_t, tau_p: fs.
+        init_temperature: K for the initial Maxwell–Boltzmann velocities when the atoms carry
+            none (default ``temperature``; 0 starts at rest).
+        skin, capacity_multiplier, backend: neighbour-list options
+            (:func:`~tace_jax.md.jax_md.jax_md_functions`).
+        dtype: computation dtype (default: the potential's).
+        seed: seeds velocities and the Langevin noise.
+        max_chunk: the most steps run in one compiled chunk.
+    """
+
+    def __init__(
+        self,
+        potential,
+        atoms,
+        ensemble: str = "nve",
+        timestep: float = 0.5,
+        temperature: float = 300.0,
+        pressure: float = 0.0,
+        friction: float = 0.01,
+        tau_t: float = 50.0,
+        tau_p: float = 500.0,
+        chain_length: int = 3,
+        init_temperature: float | None = None,
+        skin: float = 0.5,
+        capacity_multiplier: float = 1.25,
+        backend: str = "auto",
+        dtype=None,
+        seed: int = 0,
+        max_chunk: int = 1000,
+    ):
+        self.batched = isinstance(atoms, (list, tuple))
+        atoms_list = list(atoms) if self.batched else [atoms]
+        _check_replicas(atoms_list)
+        self.ensemble = canonical_ensemble(ensemble)
+        self.templates = [a.copy() for a in atoms_list]
+        self.system = md_system(
+            potential,
+            atoms_list[0],
+            capacity_multiplier=capacity_multiplier,
+            skin=skin,
+            fractional_coordinates=self.ensemble == "npt_nose_hoover",
+            backend=backend,
+            dtype=dtype,
+        )
+        self.integrator = make_integrator(
+            self.system,
+            self.ensemble,
+            timestep,
+            temperature,
+            pressure,
+            friction,
+            tau_t,
+            tau_p,
+            chain_length,
+        )
+        self.timestep = float(timestep)
+        self.max_chunk = int(max_chunk)
+        self.step = 0
+        self.reallocations = 0
+        self.history: list[dict] = []
+        t0 = temperature if init_temperature is None else init_temperature
+        dtype_ = self.system.parts.dtype
+        pos = [self._coords(a) for a in atoms_list]
+        mom = [initial_momenta(a, t0, seed + k) for k, a in enumerate(atoms_list)]
+        R = jnp.asarray(np.stack(pos) if self.batched else pos[0], dtype_)
+        P = jnp.asarray(np.stack(mom) if self.batched else mom[0], dtype_)
+        self.nbrs = self._allocate(R, None)
+        keys = jax.random.split(jax.random.PRNGKey(seed), len(atoms_list))
+        init = self._map(self.integrator.init_fn)
+        self.state = jax.jit(init)(keys if self.batched else keys[0], R, P, self.nbrs)
+        self._chunks: dict[int, Callable] = {}
+        self._observe = jax.jit(self._map(self._observe_one))
+
+    # ----------------------------------------------------------------- helpers
+    def _coords(self, atoms) -> np.ndarray:
+        pos = np.asarray(atoms.get_positions(), np.float64)
+        if self.system.fractional:
+            pos = pos @ np.linalg.inv(np.asarray(self.system.cell, np.float64))
+        return pos
+
+    def _map(self, fn):
+        return jax.vmap(fn) if self.batched else fn
+
+    def _box(self, state):
+        return self._map(self.integrator.box_fn)(state) if self.ensemble == "npt_nose_hoover" else None
+
+    def _allocate(self, R, box, hint=None, extra_capacity: int = 0):
+        """Allocate (outside ``jit``) one list, or a stacked list per replica of one capacity."""
+        nfns = self.system.neighbor_fn
+        if not self.batched:
+            return nfns.allocate(R, extra_capacity=extra_capacity, box=box, hint=hint)
+        boxes = [None if box is None else box[k] for k in range(R.shape[0])]
+        first = [nfns.allocate(R[k], box=boxes[k], hint=hint) for k in range(R.shape[0])]
+        big = max(first, key=lambda nb: nb.max_occupancy)
+        lists = [
+            nfns.allocate(R[k], extra_capacity=extra_capacity, box=boxes[k], hint=big)
+            for k in range(R.shape[0])
+        ]
+        return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *lists)
+
+    def _chunk_fn(self, n: int) -> Callable:
+        if n not in self._chunks:
+            integ, update = self.integrator, self.system.neighbor_fn.update
+
+            def one(st, nb):
+                nb = update(st.position, nb, box=integ.box_fn(st))
+                return integ.apply_fn(st, neighbor=nb), nb, _any_overflow(nb)
+
+            step = self._map(one)
+
+            def chunk(state, nbrs):
+                def body(carry, _):
+                    st, nb, ovf = carry
+                    st, nb, o = step(st, nb)
+                    return (st, nb, ovf | jnp.any(o)), None
+
+                carry = (state, nbrs, jnp.asarray(False))
+                return jax.lax.scan(body, carry, None, length=n)[0]
+
+            self._chunks[n] = jax.jit(chunk)
+        return self._chunks[n]
+
+    def _observe_one(self, st, nb):
+        sys_, integ = self.system, self.integrator
+        box = integ.box_fn(st)
+        nb = sys_.neighbor_fn.update(st.position, nb, box=box)
+        epot = sys_.energy_fn(st.position, neighbor=nb, box=box)
+        ekin = quantity.kinetic_energy(momentum=st.momentum, mass=st.mass)
+        n = st.position.shape[0]
+        obs = {
+            "epot": epot,
+            "ekin": ekin,
+            "etot": epot + ekin,
+            "temperature": 2.0 * ekin / (3.0 * n * units.kB),
+            "conserved": integ.invariant_fn(st, nb),
+        }
+        if sys_.periodic and all(sys_.pbc):
+            b = sys_.box if box is None else box
+            obs["pressure_gpa"] = pressure_fn(sys_.energy_fn, st.position, nb, b, ekin) / units.GPa
+            obs["volume"] = jnp.abs(jnp.linalg.det(b))
+        return obs, nb, _any_overflow(nb)
+
+    def _advance(self, n: int, max_attempts: int = 6) -> None:
+        st0, nb0 = self.state, self.nbrs
+        for attempt in range(max_attempts):
+            st, nb, ovf = self._chunk_fn(n)(st0, nb0)
+            if not bool(ovf):
+                self.state, self.nbrs = st, nb
+                return
+            self.reallocations += 1
+            hint = self._allocate(st.position, self._box(st))
+            if self.batched:  # the stacked hint's capacity is what matters
+                hint = jax.tree_util.tree_map(lambda x: x[0], hint)
+            extra = int(attempt * max(1, hint.max_occupancy // 8))
+            nb0 = self._allocate(st0.position, self._box(st0), hint=hint, extra_capacity=extra)
+        raise RuntimeError(
+            f"neighbour list still overflowing after {max_attempts} reallocations at step "
+            f"{self.step}; the system is probably exploding (check the time step)"
+        )
+
+    # ----------------------------------------------------------------- public API
+    def observe(self) -> dict | list[dict]:
+        """Observables of the current state (per replica when batched): ``step``, ``time_ps``,
+        ``epot``, ``ekin``, ``etot`` (eV), ``temperature`` (K, 3N degrees of freedom),
+        ``conserved`` (eV), and for periodic cells ``pressure_gpa`` and ``volume`` (Å³)."""
+        obs, nb, ovf = self._observe(self.state, self.nbrs)
+        if bool(jnp.any(ovf)):
+            self.reallocations += 1
+            self.nbrs = self._allocate(self.state.position, self._box(self.state))
+            obs, nb, _ = self._observe(self.state, self.nbrs)
+        self.nbrs = nb
+        base = {"step": self.step, "time_ps": self.step * self.timestep * 1e-3}
+        obs = jax.device_get(obs)
+        if not self.batched:
+            return base | {k: float(v) for k, v in obs.items()}
+        count = len(self.templates)
+        return [base | {k: float(v[i]) for k, v in obs.items()} for i in range(count)]
+
+    def get_atoms(self, replica: int = 0):
+        """The current structure as ``ase.Atoms`` (positions, velocities, cell; energy and forces
+        on a ``SinglePointCalculator``)."""
+        pick = (lambda x: x[replica]) if self.batched else (lambda x: x)
+        st = jax.tree_util.tree_map(pick, self.state)
+        box = self.integrator.box_fn(st)
+        atoms = self.templates[replica].copy()
+        if box is not None:
+            atoms.set_cell(np.asarray(box).T, scale_atoms=False)
+        pos = self.system.to_cartesian(st.position, box)
+        atoms.set_positions(np.asarray(pos, np.float64))
+        mass = np.asarray(st.mass).reshape(-1, 1)
+        atoms.set_velocities(np.asarray(st.momentum) / mass)
+        nb = jax.tree_util.tree_map(pick, self.nbrs)
+        nb = self.system.neighbor_fn.update(st.position, nb, box=box)
+        e = float(self.system.energy_fn(st.position, neighbor=nb, box=box))
+        atoms.calc = SinglePointCalculator(atoms, energy=e, forces=np.asarray(st.force))
+        return atoms
+
+    def run(
+        self,
+        steps: int,
+        log_interval: int = 100,
+        trajectory=None,
+        traj_interval: int | None = None,
+        logfile=None,
+        progress: bool = True,
+        callback: Callable | None = None,
+    ) -> list:
+        """Advance ``steps`` steps.
+
+        Args:
+            steps: number of MD steps.
+            log_interval: steps between observations (also the chunk length, capped by
+                ``max_chunk``).
+            trajectory: path (``.traj`` → ASE trajectory, anything else → extxyz) or a
+                :class:`~tace_jax.md.io.TrajectoryWriter`; replica 0 when batched.
+            traj_interval: steps between frames (default ``log_interval``).
+            logfile: path for the thermodynamics log (``"-"`` for stdout).
+            progress: show a tqdm bar.
+            callback: ``callback(sim, observation)`` after each observation.
+
+        Returns:
+            the observations made during this call (also appended to ``history``).
+        """
+        from tqdm.auto import tqdm
+
+        log_interval = max(1, int(log_interval))
+        traj_interval = max(1, int(traj_interval or log_interval))
+        writer = trajectory
+        if trajectory is not None and not isinstance(trajectory, TrajectoryWriter):
+            writer = TrajectoryWriter(trajectory)
+        logger = MDLogger(logfile) if logfile is not None else None
+        records = []
+
+        def record():
+            obs = self.observe()
+            records.append(obs)
+            self.history.append(obs)
+            first = obs[0] if self.batched else obs
+            if logger is not None:
+                logger(first)
+            if callback is not None:
+                callback(self, obs)
+            return first
+
+        try:
+            if not self.history:
+                record()
+                if writer is not None:
+                    writer.write(self.get_atoms())
+            end = self.step + int(steps)
+            with tqdm(total=int(steps), disable=not progress, desc=f"MD {self.ensemble}") as bar:
+                while self.step < end:
+                    nxt = lambda k: (self.step // k + 1) * k
+                    stop = min(nxt(log_interval), nxt(traj_interval), end, self.step + self.max_chunk)
+                    self._advance(stop - self.step)
+                    bar.update(stop - self.step)
+                    self.step = stop
+                    if stop % log_interval == 0 or stop == end:
+                        first = record()
+                        bar.set_postfix(T=f"{first['temperature']:.1f}", E=f"{first['etot']:.5f}")
+                    if writer is not None and stop % traj_interval == 0:
+                        writer.write(self.get_atoms())
+        finally:
+            if logger is not None:
+                logger.close()
+            if writer is not None and writer is not trajectory:
+                writer.close()
+        return records
+
+
+def _check_replicas(atoms_list: Sequence) -> None:
+    if not atoms_list:
+        raise ValueError("no structures given")
+    ref = atoms_list[0]
+    for k, a in enumerate(atoms_list[1:], start=1):
+        same = (
+            len(a) == len(ref)
+            and np.array_equal(a.numbers, ref.numbers)
+            and np.array_equal(a.pbc, ref.pbc)
+            and np.allclose(a.cell.array, ref.cell.array)
+        )
+        if not same:
+            raise ValueError(
+                f"replica {k} differs from replica 0 in size, elements, pbc or cell; batched "
+                "replicas must be copies of one system (positions/velocities may differ)"
+            )
+
+
+def run_md(potential, atoms, steps: int, ensemble: str = "nve", **kwargs):
+    """Convenience wrapper: build a :class:`Simulation` and run it.
+
+    ``kwargs`` go to :class:`Simulation` or :meth:`Simulation.run` (by name).
+
+    Returns:
+        ``(simulation, observations)``.
+    """
+    run_keys = {"log_interval", "trajectory", "traj_interval", "logfile", "progress", "callback"}
+    run_kw = {k: kwargs.pop(k) for k in list(kwargs) if k in run_keys}
+    sim = Simulation(potential, atoms, ensemble=ensemble, **kwargs)
+    return sim, sim.run(steps, **run_kw)
+

@@ -1,0 +1,398 @@
+"""``fit()``: the training loop (data → statistics → model → SPMD steps → eval → export).
+
+Output directory layout::
+
+    <output_dir>/config.yaml        resolved config (model section complete)
+    <output_dir>/statistics.json    dataset statistics (E0, σ, μ, n̄, ...)
+    <output_dir>/metrics.jsonl/.csv one row per evaluation (train + valid metrics, lr, time)
+    <output_dir>/train.log          the printed log
+    <output_dir>/checkpoints/<step> orbax checkpoints (last ``keep_checkpoints``)
+    <output_dir>/model.tace         best EMA model (Potential.save; load with Potential.load)
+    <output_dir>/test_metrics.json  test errors of the exported model
+
+Resuming (``resume: true``, the default) continues from the newest complete checkpoint exactly
+where it stopped, mid-epoch included: the parameters, optimiser and EMA state, the plateau
+scheduler, early-stopping counters and the position in the (deterministic) batch order are
+all restored, so an interrupted and resumed run ends with the same parameters as an
+uninterrupted one. ``max_time`` bounds the training time of one invocation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from .checkpoint import Checkpointer
+from .config import TrainConfig, config_from_dict, load_config
+from .logger import MetricsLogger
+from .loss import LossConfig, combine_loss
+from .metrics import ErrorAccumulator, format_metrics
+from .optimizer import PlateauScheduler, make_optimizer, make_schedule
+from .prepare import (
+    TrainingData,
+    build_loss_config,
+    build_model_config,
+    build_statistics,
+    load_data,
+    make_loaders,
+    write_run_files,
+)
+from .state import TrainState, create_train_state
+from .step import group_batches, make_eval_step, make_mesh, make_train_step, shard_batch
+
+__all__ = ["FitResult", "Trainer", "fit"]
+
+_SUM_PREFIXES = ("loss_", "count_", "sae_", "sse_", "n_")
+
+
+def _potential_cls():
+    try:
+        from tace_jax.models import Potential
+    except ImportError:
+        from tace_jax.models.potential import Potential
+    return Potential
+
+
+@dataclasses.dataclass
+class FitResult:
+    """What :func:`fit` returns."""
+
+    output_dir: Path
+    model_path: Path
+    potential: object
+    state: TrainState
+    history: list
+    valid_metrics: dict
+    test_metrics: dict
+    stop_reason: str
+    steps: int
+    epochs: int
+    elapsed: float
+
+
+def _train_metrics(step_metrics: list[dict]) -> dict:
+    """Epoch train metrics from the per-step metric dicts (host numpy)."""
+    if not step_metrics:
+        return {}
+    tot = {k: float(np.sum([m[k] for m in step_metrics])) for k in step_metrics[0]}
+    out = {"train_loss": tot["loss"] / len(step_metrics)}
+    for k in tot:
+        if k.startswith("sae_"):
+            q, n = k[4:], max(tot[f"n_{k[4:]}"], 1.0)
+            out[f"train_{q}_mae"] = tot[k] / n
+            out[f"train_{q}_rmse"] = math.sqrt(tot[f"sse_{q}"] / n)
+    return out
+
+
+class Trainer:
+    """Stateful driver behind :func:`fit` (exposed for scripting and tests).
+
+    Args:
+        cfg: the training config.
+        callbacks: ``cb(event, info)`` called with ``event="step"`` after every step
+            (``info``: step, epoch, step_in_epoch, state, metrics) and ``"eval"`` after every
+            evaluation (``info``: epoch, step, row). Raising inside a callback aborts training
+            (used by tests to simulate a crash).
+        data: pre-loaded :class:`~tace_jax.train.prepare.TrainingData` (skips reading files).
+    """
+
+    def __init__(self, cfg: TrainConfig, callbacks: Sequence[Callable] = (),
+                 data: TrainingData | None = None):
+        self.cfg, self.callbacks = cfg, list(callbacks)
+        self.t0 = time.time()
+        if cfg.dtype == "float64" and not jax.config.jax_enable_x64:
+            jax.config.update("jax_enable_x64", True)  # at run time, on request only
+        self.out = Path(cfg.output_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._log_file = open(self.out / "train.log", "a")  # noqa: SIM115
+        self.data = data if data is not None else load_data(cfg)
+        self.model_cfg = build_model_config(cfg, self.data)
+        self.mesh = make_mesh(cfg.num_devices)
+        self.num_devices = self.mesh.size
+        from tace_jax.data import NeighborCache
+
+        cache = NeighborCache(self.model_cfg.cutoff)
+        self.statistics, raw_stats = build_statistics(cfg, self.model_cfg, self.data, cache)
+        write_run_files(self.out, cfg, self.model_cfg, raw_stats)
+        self.train_loader, self.valid_loader, self.test_loaders = make_loaders(
+            cfg, self.model_cfg, self.data, self.num_devices, cache)
+        self.loss_cfg = build_loss_config(cfg, self.train_loader.properties)
+        from tace_jax.models import TACE
+
+        self.model = TACE(self.model_cfg, self.statistics, param_dtype=jnp.dtype(cfg.dtype))
+        first = self.train_loader.make_batch(self.train_loader.plan(0)[0])
+        first = jax.tree.map(jnp.asarray, first)
+        variables = self.model.init(jax.random.key(cfg.seed), first)
+        self.steps_per_epoch = math.ceil(self.train_loader.num_batches(0) / self.num_devices)
+        self.optimizer = make_optimizer(cfg.lr, cfg.weight_decay, cfg.amsgrad, cfg.clip,
+                                        dtype=cfg.dtype)
+        total = cfg.max_steps or cfg.max_epochs * self.steps_per_epoch
+        self.schedule = make_schedule(cfg.scheduler, cfg.lr, total, cfg.warmup_steps, cfg.min_lr)
+        self.state = create_train_state(variables, self.optimizer, cfg.dtype)
+        self.repl = NamedSharding(self.mesh, P())
+        self.state = jax.device_put(self.state, self.repl)
+        self.train_step = make_train_step(
+            self.model.apply, self.optimizer, self.loss_cfg, self.schedule, self.mesh,
+            properties=tuple(self.loss_cfg.active), ema_decay=cfg.ema_decay)
+        self._eval_steps: dict = {}
+        self.plateau = PlateauScheduler(cfg.lr, cfg.plateau_factor, cfg.plateau_patience,
+                                        cfg.min_lr, enabled=cfg.scheduler == "plateau")
+        self.ckpt = Checkpointer(self.out / "checkpoints", keep=cfg.keep_checkpoints)
+        self.logger = MetricsLogger(self.out)
+        self.model_path = self.out / "model.tace"
+        self.epoch = self.step_in_epoch = self.bad_evals = 0
+        self.best, self.best_epoch, self.stopped = float("inf"), -1, None
+        self.epoch_metrics: list[dict] = []
+        self.history: list[dict] = []
+        self.valid_metrics: dict = {}
+        self.n_params = sum(int(np.size(x)) for x in jax.tree.leaves(variables["params"]))
+
+    # ------------------------------------------------------------------ bookkeeping
+    def say(self, msg: str) -> None:
+        print(msg, flush=True)
+        self._log_file.write(msg + "\n")
+        self._log_file.flush()
+
+    @property
+    def global_step(self) -> int:
+        return int(jax.device_get(self.state.step))
+
+    def _meta(self) -> dict:
+        self.train_loader.set_epoch(self.epoch, self.step_in_epoch)
+        return {
+            "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
+            "loader": self.train_loader.state_dict(), "plateau": self.plateau.state_dict(),
+            "best_loss": self.best, "best_epoch": self.best_epoch, "bad_evals": self.bad_evals,
+            "stopped": self.stopped, "history_rows": len(self.history),
+            "epoch_metrics": [{k: float(v) for k, v in m.items()}
+                              for m in jax.device_get(self.epoch_metrics)],
+            "num_devices": self.num_devices, "config": self.cfg.to_dict(),
+        }
+
+    def save_checkpoint(self) -> None:
+        self.ckpt.save(self.global_step, self.state, self._meta())
+
+    def restore(self) -> bool:
+        """Load the newest checkpoint if there is one; returns True if it did."""
+        found = self.ckpt.restore_latest(self.state)
+        if found is None:
+            return False
+        step, state, meta = found
+        self.state = jax.device_put(state, self.repl)
+        self.epoch, self.step_in_epoch = int(meta["epoch"]), int(meta["step_in_epoch"])
+        self.train_loader.load_state_dict(meta["loader"])
+        self.plateau.load_state_dict(meta["plateau"])
+        self.best, self.best_epoch = float(meta["best_loss"]), int(meta["best_epoch"])
+        self.bad_evals, self.stopped = int(meta["bad_evals"]), meta.get("stopped")
+        self.epoch_metrics = [dict(m) for m in meta.get("epoch_metrics", [])]
+        if meta.get("num_devices", self.num_devices) != self.num_devices:
+            self.say(f"warning: checkpoint written with {meta['num_devices']} devices, resuming "
+                     f"with {self.num_devices}; the batch grouping differs")
+        from .logger import read_jsonl
+
+        if self.logger.jsonl.exists():
+            rows = read_jsonl(self.logger.jsonl)[: int(meta.get("history_rows", 0))]
+            self.history = rows
+            self.logger.truncate_after(rows[-1]["step"] if rows else -1)
+        self.say(f"resumed from checkpoint step {step} (epoch {self.epoch}, batch "
+                 f"{self.step_in_epoch})")
+        return True
+
+    # ------------------------------------------------------------------ evaluation
+    def _eval_step(self, loader):
+        props = tuple(p for p in ("energy", "forces", "stress", "virials")
+                      if p == "energy" or p in loader.properties)
+        weights = {k: w for k, w in self.loss_cfg.active.items() if k in loader.properties}
+        loss_cfg = LossConfig(weights=weights or {"energy": 1.0},
+                              loss_type=self.loss_cfg.loss_type,
+                              huber_delta=self.loss_cfg.huber_delta)
+        key = (props, loss_cfg)
+        if key not in self._eval_steps:
+            self._eval_steps[key] = (make_eval_step(self.model.apply, loss_cfg, self.mesh, props),
+                                     loss_cfg)
+        return self._eval_steps[key]
+
+    def evaluate(self, loader, variables) -> dict:
+        """Errors and loss of ``variables`` on every structure of ``loader`` (eV, Å)."""
+        step_fn, loss_cfg = self._eval_step(loader)
+        acc, total = ErrorAccumulator(), None
+        for stacked, n_real in group_batches(loader.epoch_batches(0), self.num_devices):
+            pred, sums = step_fn(variables, shard_batch(stacked, self.mesh))
+            acc.add_stacked(jax.device_get(pred), stacked, n_real)
+            sums = jax.device_get(sums)
+            total = sums if total is None else {k: total[k] + sums[k] for k in total}
+        metrics = acc.compute()
+        metrics["loss"] = float(combine_loss(total, loss_cfg))
+        return metrics
+
+    def export(self, variables, path: Path | None = None) -> Path:
+        """Save ``variables`` (EMA) as a :class:`~tace_jax.models.Potential` file."""
+        path = Path(path or self.model_path)
+        pot = _potential_cls()(self.model_cfg, self.statistics, jax.device_get(variables),
+                               dtype=self.cfg.dtype)
+        pot.save(path)
+        return path
+
+    def _end_of_evaluation(self, tag: str, adjust: bool) -> dict:
+        """Validate the EMA model, log a row, track the best model, step the plateau."""
+        variables = self.state.variables(ema=True)
+        row = {"epoch": self.epoch, "step": self.global_step,
+               "time": round(time.time() - self.t0, 2),
+               "lr": float(jax.device_get(self.schedule(self.state.step) * self.state.lr_scale))}
+        row.update(_train_metrics(jax.device_get(self.epoch_metrics)))
+        if self.valid_loader is not None:
+            vm = self.evaluate(self.valid_loader, variables)
+            self.valid_metrics = vm
+            row.update({f"valid_{k}": v for k, v in vm.items()})
+            monitor = vm["loss"]
+        else:
+            monitor = row.get("train_loss", float("inf"))
+        improved = monitor < self.best
+        if improved:
+            self.best, self.best_epoch = float(monitor), self.epoch
+            self.export(variables)
+        if adjust:  # early-stopping counter (not touched by the final evaluation)
+            self.bad_evals = 0 if improved else self.bad_evals + 1
+        if adjust and self.plateau.step(monitor):
+            self.state = self.state.replace(
+                lr_scale=jax.device_put(jnp.asarray(self.plateau.scale, self.cfg.dtype),
+                                        self.repl))
+            self.say(f"  reducing learning rate to {self.cfg.lr * self.plateau.scale:.3g}")
+        row["best_loss"], row["event"] = self.best, tag
+        self.logger.log(row)
+        self.history.append(row)
+        msg = f"epoch {self.epoch:4d} step {row['step']:6d} lr {row['lr']:.2e} "
+        msg += f"loss {row.get('train_loss', float('nan')):.4g}"
+        if self.valid_loader is not None:
+            msg += f" | valid loss {vm['loss']:.4g} " + format_metrics(vm)
+        self.say(msg + (" *" if improved else ""))
+        for cb in self.callbacks:
+            cb("eval", {"epoch": self.epoch, "step": row["step"], "row": row})
+        return row
+
+    # ------------------------------------------------------------------ training
+    def _out_of_time(self) -> bool:
+        return self.cfg.max_time is not None and time.time() - self.t0 > self.cfg.max_time
+
+    def _train_epoch(self) -> str | None:
+        """Train the rest of the current epoch; returns a stop reason or None."""
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg
+        n_batches = self.train_loader.num_batches(self.epoch)
+        bar = tqdm(total=math.ceil(n_batches / self.num_devices),
+                   initial=self.step_in_epoch // self.num_devices, disable=not cfg.progress,
+                   desc=f"epoch {self.epoch}", leave=False, dynamic_ncols=True)
+        batches = self.train_loader.epoch_batches(self.epoch, self.step_in_epoch)
+        try:
+            for k, (stacked, n_real) in enumerate(group_batches(batches, self.num_devices)):
+                self.state, m = self.train_step(self.state, shard_batch(stacked, self.mesh))
+                self.step_in_epoch += n_real
+                self.epoch_metrics.append(
+                    {k2: v for k2, v in m.items() if k2 == "loss" or k2.startswith(_SUM_PREFIXES)})
+                bar.update(1)
+                if cfg.progress and k % 20 == 0:
+                    bar.set_postfix(loss=f"{float(m['loss']):.4g}")
+                step = self.global_step
+                for cb in self.callbacks:
+                    cb("step", {"step": step, "epoch": self.epoch, "metrics": m,
+                                "step_in_epoch": self.step_in_epoch, "state": self.state})
+                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                    self.save_checkpoint()
+                if cfg.max_steps is not None and step >= cfg.max_steps:
+                    return "max_steps"
+                if self._out_of_time():
+                    return "max_time"
+        finally:
+            bar.close()
+        return None
+
+    def run(self) -> FitResult:
+        cfg = self.cfg
+        if cfg.resume:
+            self.restore()
+        self.say(f"tace-jax training: {len(self.data.train)} train / {len(self.data.valid)} "
+                 f"valid structures, {self.n_params} parameters, {self.num_devices} device(s), "
+                 f"{self.steps_per_epoch} steps/epoch, loss {dict(self.loss_cfg.active)}")
+        reason = self.stopped if self.stopped == "early_stopping" else None
+        while reason is None and self.epoch < cfg.max_epochs:
+            if cfg.max_steps is not None and self.global_step >= cfg.max_steps:
+                reason = "max_steps"
+                break
+            reason = self._train_epoch()
+            if reason is not None:
+                break
+            if (self.epoch + 1) % cfg.eval_every == 0 or self.epoch + 1 == cfg.max_epochs:
+                self._end_of_evaluation("epoch", adjust=True)
+                self.epoch_metrics = []
+                if cfg.patience is not None and self.bad_evals >= cfg.patience:
+                    reason = "early_stopping"
+            else:
+                self.epoch_metrics = []
+            self.epoch, self.step_in_epoch = self.epoch + 1, 0
+            self.stopped = reason
+            self.save_checkpoint()
+        reason = reason or "max_epochs"
+        self.stopped = reason
+        if not self.history or self.history[-1]["step"] != self.global_step:
+            self._end_of_evaluation("final", adjust=False)
+        if not self.model_path.exists():
+            self.export(self.state.variables(ema=True))
+        self.save_checkpoint()
+        self.say(f"stopped ({reason}) after {self.global_step} steps, "
+                 f"{time.time() - self.t0:.1f} s; best model (epoch {self.best_epoch}) -> "
+                 f"{self.model_path}")
+        test_metrics = self.test()
+        self.ckpt.close()
+        self._log_file.close()
+        pot = _potential_cls().load(self.model_path)
+        return FitResult(self.out, self.model_path, pot, self.state, self.history,
+                         self.valid_metrics, test_metrics, reason, self.global_step,
+                         self.epoch, time.time() - self.t0)
+
+    def test(self) -> dict:
+        """Evaluate the exported model on every test set; writes ``test_metrics.json``."""
+        if not self.test_loaders:
+            return {}
+        pot = _potential_cls().load(self.model_path, dtype=self.cfg.dtype)
+        variables = jax.device_put(pot.variables, self.repl)
+        out = {}
+        for name, loader in self.test_loaders.items():
+            out[name] = self.evaluate(loader, variables)
+            self.say(f"test [{name}] " + format_metrics(out[name]))
+        (self.out / "test_metrics.json").write_text(json.dumps(out, indent=1))
+        return out
+
+
+def fit(config: TrainConfig | dict | str | Path, overrides: Sequence[str] = (),
+        callbacks: Sequence[Callable] = (), data: TrainingData | None = None) -> FitResult:
+    """Train a TACE model.
+
+    Args:
+        config: a :class:`TrainConfig`, a mapping, or a YAML path.
+        overrides: ``key=value`` strings applied on top (YAML path or mapping only).
+        callbacks: see :class:`Trainer`.
+        data: pre-loaded structures (otherwise read from the config's files).
+
+    Returns:
+        :class:`FitResult` with the exported best EMA :class:`~tace_jax.models.Potential`.
+    """
+    if isinstance(config, (str, Path)):
+        cfg = load_config(config, overrides)
+    elif isinstance(config, dict):
+        from .config import apply_overrides
+
+        cfg = config_from_dict(apply_overrides(config, overrides))
+    else:
+        cfg = config
+    return Trainer(cfg, callbacks, data).run()
