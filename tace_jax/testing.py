@@ -286,10 +286,11 @@ def _leaf_report(
     bad = err > tol
     if bad.any():
         idx = np.unravel_index(np.argmax(np.where(bad, err - tol, -np.inf)), err.shape)
+        bmax = np.abs(bf[ok]).max() if ok.any() else 0.0
         return (
             f"{path}: {bad.sum()}/{err.size} entries differ; max |a-b| = {err.max():.3e} "
             f"(at {tuple(int(i) for i in idx)}: {af[idx]!r} vs {bf[idx]!r}; "
-            f"atol={atol:g}, rtol={rtol:g}); max |b| = {np.abs(bf[ok]).max() if ok.any() else 0:.3e}"
+            f"atol={atol:g}, rtol={rtol:g}); max |b| = {bmax:.3e}"
         )
     return None
 
@@ -314,9 +315,7 @@ def assert_trees_close(
         raise AssertionError(f"{prefix}tree structures differ:\n  {tree_a}\n  {tree_b}")
     errors = []
     for (path, la), (_, lb) in zip(leaves_a, leaves_b):
-        rep = _leaf_report(
-            jax.tree_util.keystr(path) or "<root>", la, lb, atol, rtol, check_dtypes
-        )
+        rep = _leaf_report(jax.tree_util.keystr(path) or "<root>", la, lb, atol, rtol, check_dtypes)
         if rep is not None:
             errors.append(rep)
     if errors:

@@ -9,10 +9,22 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import zlib
+from pathlib import Path
 
-import jax
-import pytest
+# One BLAS thread per process: the suite runs under ``pytest -n <cores>`` and oversubscribed
+# OpenBLAS threads spin. Set before numpy is imported (an explicit environment value wins).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+# Test the working tree (also with plain ``pytest`` when the package is not installed).
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
 
 
 def pytest_configure(config):
@@ -21,13 +33,12 @@ def pytest_configure(config):
 
 @pytest.fixture(autouse=True)
 def _x64_enabled():
-    """Guard: fail loudly if some test (or import) switched float64 off."""
-    if not jax.config.jax_enable_x64:
-        jax.config.update("jax_enable_x64", True)
+    """float64 on for every test; a test that leaves it switched off fails (and it is restored)."""
+    jax.config.update("jax_enable_x64", True)
     yield
     if not jax.config.jax_enable_x64:
         jax.config.update("jax_enable_x64", True)
-        pytest.fail("jax_enable_x64 was switched off during the test")
+        pytest.fail("jax_enable_x64 was switched off during the test and not restored")
 
 
 @pytest.fixture

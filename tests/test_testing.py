@@ -43,8 +43,9 @@ def test_random_o3_random_sign_and_rotation(key):
     rs = np.asarray(jax.vmap(random_o3)(keys))  # traceable
     dets = np.linalg.det(rs)
     np.testing.assert_allclose(np.abs(dets), 1.0, atol=1e-14)
-    np.testing.assert_allclose(rs @ np.swapaxes(rs, 1, 2), np.broadcast_to(np.eye(3), rs.shape),
-                               atol=1e-14)
+    np.testing.assert_allclose(
+        rs @ np.swapaxes(rs, 1, 2), np.broadcast_to(np.eye(3), rs.shape), atol=1e-14
+    )
     assert 10 < (dets < 0).sum() < 54
     np.testing.assert_allclose(random_o3(keys[3]), rs[3], atol=1e-15)  # same values eagerly
     assert len({tuple(np.round(r, 6).ravel()) for r in rs}) == 64
@@ -150,8 +151,12 @@ def test_assert_equivariant_whole_model(key):
     out = _toy_model(pos, cell)
     assert np.abs(out["stress"]).max() > 1e-3 and np.abs(out["forces"]).max() > 1e-3
     err = assert_equivariant(
-        _toy_model_jit, key, (pos, cell), in_ranks=(1, 1),
-        out_ranks={"energy": 0, "forces": 1, "stress": 2}, n_trials=4,
+        _toy_model_jit,
+        key,
+        (pos, cell),
+        in_ranks=(1, 1),
+        out_ranks={"energy": 0, "forces": 1, "stress": 2},
+        n_trials=4,
     )
     assert err < 1e-12
     # a wrong spec (stress declared as rows of vectors, i.e. rank 1) is caught
@@ -160,7 +165,9 @@ def test_assert_equivariant_whole_model(key):
         assert_equivariant(model, key, (pos, cell), (1, 1), {"energy": 0, "forces": 1, "stress": 1})
     # forgetting to rotate the cell is caught
     with pytest.raises(AssertionError):
-        assert_equivariant(model, key, (pos, cell), (1, None), {"energy": 0, "forces": 1, "stress": 2})
+        assert_equivariant(
+            model, key, (pos, cell), (1, None), {"energy": 0, "forces": 1, "stress": 2}
+        )
 
 
 def test_assert_equivariant_skips_none_outputs_and_untouched_inputs(key):

@@ -46,6 +46,8 @@ class MDSystem:
         pbc: ``[3]`` bool.
         fractional: positions are fractional coordinates.
         parts: the :class:`~tace_jax.md._adapter.ModelParts` used.
+        energy_fn_for: ``energy_fn_for(variables)`` rebuilds ``energy_fn`` with other model
+            variables (e.g. traced ones, to differentiate a trajectory w.r.t. parameters).
     """
 
     energy_fn: Any
@@ -57,6 +59,7 @@ class MDSystem:
     pbc: np.ndarray
     fractional: bool
     parts: ModelParts
+    energy_fn_for: Any = None
 
     @property
     def box(self):
@@ -88,7 +91,9 @@ def make_energy_fn(parts: ModelParts, species, numbers, cell, pbc, fractional: b
     cell0 = jnp.asarray(cell, dtype)
     pbc_j = jnp.asarray(pbc)
     periodic = bool(np.any(pbc))
-    pad_i = lambda a, v=0: jnp.concatenate([jnp.asarray(a, jnp.int32), jnp.full((1,), v, jnp.int32)])
+    pad_i = lambda a, v=0: jnp.concatenate(
+        [jnp.asarray(a, jnp.int32), jnp.full((1,), v, jnp.int32)]
+    )
     species_p, numbers_p = pad_i(species), pad_i(numbers)
     node_mask = jnp.arange(n + 1) < n
     node_graph = jnp.where(node_mask, 0, 1).astype(jnp.int32)
@@ -177,7 +182,13 @@ def md_system(
         backend=backend,
         num_atoms=len(atoms),
     )
-    energy_fn = make_energy_fn(parts, species, atoms.get_atomic_numbers(), cell, pbc, fractional)
+    numbers = atoms.get_atomic_numbers()
+
+    def energy_fn_for(variables):
+        new = dataclasses.replace(parts, variables=variables)
+        return make_energy_fn(new, species, numbers, cell, pbc, fractional)
+
+    energy_fn = make_energy_fn(parts, species, numbers, cell, pbc, fractional)
     return MDSystem(
         energy_fn=energy_fn,
         neighbor_fn=nfns,
@@ -188,6 +199,7 @@ def md_system(
         pbc=pbc,
         fractional=fractional,
         parts=parts,
+        energy_fn_for=energy_fn_for,
     )
 
 

@@ -196,7 +196,10 @@ def _make_image_fns(cell0, pbc, cutoff, skin, capacity_multiplier, fractional):
         if skin <= 0.0:
             return rebuild(None)
         # displacement since the last rebuild, corrected for wrapping and cell change
-        f, f0 = _frac(R, cell, fractional), _frac(nbrs.reference_position, nbrs.reference_cell, fractional)
+        f, f0 = (
+            _frac(R, cell, fractional),
+            _frac(nbrs.reference_position, nbrs.reference_cell, fractional),
+        )
         wraps = jnp.where(pbc_j, jnp.round(f - f0), 0.0)
         disp = (f - wraps) @ cell - f0 @ nbrs.reference_cell
         max_t = float(max(n_images) + 1)
@@ -315,7 +318,9 @@ def make_neighbor_fns(
     radius = float(cutoff + skin)
     mixed = bool(pbc.any() and not pbc.all())
     if pbc.any() and abs(np.linalg.det(cell)) < 1e-8:
-        raise ValueError(f"periodic system (pbc={pbc.tolist()}) with a degenerate cell {cell.tolist()}")
+        raise ValueError(
+            f"periodic system (pbc={pbc.tolist()}) with a degenerate cell {cell.tolist()}"
+        )
     widths = np.asarray(perpendicular_widths(cell)) if pbc.any() else np.full(3, np.inf)
     small = bool(np.any(widths[pbc] <= 2.0 * radius)) if pbc.any() else False
 

@@ -138,7 +138,9 @@ class Simulation:
         return jax.vmap(fn) if self.batched else fn
 
     def _box(self, state):
-        return self._map(self.integrator.box_fn)(state) if self.ensemble == "npt_nose_hoover" else None
+        return (
+            self._map(self.integrator.box_fn)(state) if self.ensemble == "npt_nose_hoover" else None
+        )
 
     def _allocate(self, R, box, hint=None, extra_capacity: int = 0):
         """Allocate (outside ``jit``) one list, or a stacked list per replica of one capacity."""
@@ -307,7 +309,9 @@ class Simulation:
             with tqdm(total=int(steps), disable=not progress, desc=f"MD {self.ensemble}") as bar:
                 while self.step < end:
                     nxt = lambda k: (self.step // k + 1) * k
-                    stop = min(nxt(log_interval), nxt(traj_interval), end, self.step + self.max_chunk)
+                    stop = min(
+                        nxt(log_interval), nxt(traj_interval), end, self.step + self.max_chunk
+                    )
                     self._advance(stop - self.step)
                     bar.update(stop - self.step)
                     self.step = stop
@@ -354,4 +358,3 @@ def run_md(potential, atoms, steps: int, ensemble: str = "nve", **kwargs):
     run_kw = {k: kwargs.pop(k) for k in list(kwargs) if k in run_keys}
     sim = Simulation(potential, atoms, ensemble=ensemble, **kwargs)
     return sim, sim.run(steps, **run_kw)
-

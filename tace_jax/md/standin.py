@@ -99,7 +99,7 @@ class MorsePotential:
         )
         self.apply_fn = morse_apply
 
-    def with_dtype(self, dtype) -> MorsePotential:
+    def astype(self, dtype) -> MorsePotential:
         """The same potential computing in ``dtype``."""
         new = object.__new__(MorsePotential)
         new.__dict__.update(self.__dict__)
@@ -122,6 +122,8 @@ class MorsePotential:
             res["forces"] = np.asarray(out["forces"][:n])
         if "stress" in out:
             res["stress"] = np.asarray(out["stress"][0])
+        if "node_energy" in out:
+            res["node_energy"] = np.asarray(out["node_energy"][:n])
         return res
 
     def hessian(self, atoms) -> np.ndarray:

@@ -189,7 +189,9 @@ class Potential:
         try:
             payload = flax.serialization.msgpack_restore(data)
         except Exception as err:
-            raise PotentialFormatError(f"{path}: not a readable tace_jax Potential file ({err})")
+            raise PotentialFormatError(
+                f"{path}: not a readable tace_jax Potential file ({err})"
+            ) from err
         if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
             raise PotentialFormatError(f"{path}: not a tace_jax Potential file")
         version = payload.get("format_version")
@@ -387,7 +389,9 @@ def _check_tree(variables, config: TACEConfig, statistics: Statistics, path: str
     template = jax.eval_shape(
         functools.partial(model.init, jax.random.key(0)), _dummy_graph(config)
     )
-    flat_t = {jax.tree_util.keystr(p): x.shape for p, x in jax.tree_util.tree_leaves_with_path(template)}
+    flat_t = {
+        jax.tree_util.keystr(p): x.shape for p, x in jax.tree_util.tree_leaves_with_path(template)
+    }
     flat_v = {
         jax.tree_util.keystr(p): np.shape(x)
         for p, x in jax.tree_util.tree_leaves_with_path(variables)

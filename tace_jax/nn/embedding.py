@@ -22,8 +22,8 @@ class NodeEmbedding(nn.Module):
         features: channels ``C``.
         param_dtype: storage dtype.
 
-    Call with ``onehot [N, Z_n]`` (in the compute dtype); returns ``[N, C, 1]`` (rank 0,
-    compressed layout). Parameter ``weight [Z_n, C]`` (torch ``node_embedding.mlp.0.weight``).
+    Call with ``onehot [N, Z_n]`` (in the compute dtype); returns ``[N, 1, C]`` (rank 0,
+    channels last). Parameter ``weight [Z_n, C]`` (torch ``node_embedding.mlp.0.weight``).
     """
 
     features: int
@@ -33,4 +33,4 @@ class NodeEmbedding(nn.Module):
     def __call__(self, onehot: jnp.ndarray) -> jnp.ndarray:
         z = onehot.shape[-1]
         w = self.param("weight", uniform_sqrt3, (z, self.features), self.param_dtype)
-        return (onehot @ (w.astype(onehot.dtype) * (1.0 / math.sqrt(z))))[:, :, None]
+        return (onehot @ (w.astype(onehot.dtype) * (1.0 / math.sqrt(z))))[:, None, :]

@@ -22,17 +22,18 @@ class NormGate(nn.Module):
     Attributes:
         param_dtype: storage dtype of ``w`` (init 1) and ``b`` (init 0), one per channel.
 
-    Call with ``x [..., C, 2l+1]``; rank 0 (last axis 1) gets plain SiLU and has no parameters.
+    Call with ``x [..., 2l+1, C]`` (channels last); rank 0 (``2l+1 = 1``) gets plain SiLU and
+    has no parameters.
     """
 
     param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        if x.shape[-1] == 1:
+        if x.shape[-2] == 1:
             return jax.nn.silu(x)
-        c = x.shape[-2]
+        c = x.shape[-1]
         w = self.param("weight", nn.initializers.ones, (c,), self.param_dtype).astype(x.dtype)
         b = self.param("bias", nn.initializers.zeros, (c,), self.param_dtype).astype(x.dtype)
-        sq = jnp.sum(x * x, axis=-1)  # [..., C]
-        return jax.nn.sigmoid(w * sq + b)[..., None] * x
+        sq = jnp.sum(x * x, axis=-2, keepdims=True)  # [..., 1, C]
+        return jax.nn.sigmoid(w * sq + b) * x

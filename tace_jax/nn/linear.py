@@ -2,8 +2,10 @@
 
 Weights are stored *unscaled*, drawn from ``U(−√3, √3)`` (unit variance), and multiplied by a
 fixed ``α`` at forward time, exactly as the reference, so reference weights import 1:1.
-Features of rank ``l`` are ``[..., C, 2l+1]`` (compressed layout); the linear maps act on the
-channel axis only, so they commute with rotations. Biases exist only for rank 0.
+Inside the model a rank-``l`` feature is stored **channels last**, ``[..., 2l+1, C]`` (the
+``2l+1`` compressed STF coordinates, then channels): channel mixing is then a plain matmul and the
+channel-diagonal couplings vectorise over channels. The linear maps act on the channel axis only,
+so they commute with rotations. Biases exist only for rank 0.
 
 Parameters are created in ``param_dtype`` and cast to the dtype of the input at use.
 """
@@ -18,7 +20,17 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-__all__ = ["uniform_sqrt3", "Linear", "ElementLinear", "MLP", "mlp_alphas", "element_select"]
+__all__ = [
+    "uniform_sqrt3",
+    "Linear",
+    "ElementLinear",
+    "MLP",
+    "DenseWeights",
+    "mlp_alphas",
+    "mlp_apply",
+    "element_select",
+    "element_linear",
+]
 
 
 def uniform_sqrt3(key, shape, dtype=jnp.float32):
@@ -28,8 +40,22 @@ def uniform_sqrt3(key, shape, dtype=jnp.float32):
 
 
 def element_select(onehot: jnp.ndarray, y_all: jnp.ndarray) -> jnp.ndarray:
-    """``Σ_z onehot[n, z] · y_all[n, z, ...]``: pick each node's element slice."""
-    return jnp.einsum("nz,nz...->n...", onehot, y_all)
+    """``Σ_z onehot[n, z] · y_all[n, ..., z, :]``: pick each node's element slice.
+
+    ``y_all`` is ``[N, ..., Z, D]``; returns ``[N, ..., D]``.
+    """
+    oh = onehot.reshape(onehot.shape[0], *([1] * (y_all.ndim - 3)), onehot.shape[1], 1)
+    return jnp.sum(oh * y_all, axis=-2)
+
+
+def element_linear(x: jnp.ndarray, w: jnp.ndarray, onehot: jnp.ndarray) -> jnp.ndarray:
+    """``y[n, m, d] = Σ_c w[z_n, d, c] x[n, m, c]`` for ``x [N, M, C_in]``, ``w [Z, D, C_in]``.
+
+    Evaluates every element with one GEMM and selects (cheap for the few elements of a model).
+    """
+    z, d, c = w.shape
+    y_all = (x @ w.reshape(z * d, c).T).reshape(*x.shape[:-1], z, d)
+    return element_select(onehot, y_all)
 
 
 class Linear(nn.Module):
@@ -40,7 +66,7 @@ class Linear(nn.Module):
         use_bias: add a bias (only meaningful for rank 0).
         param_dtype: storage dtype of the parameters.
 
-    Input ``x``: ``[..., C_in, 2l+1]``; output ``[..., features, 2l+1]``. Parameters:
+    Input ``x``: ``[..., 2l+1, C_in]``; output ``[..., 2l+1, features]``. Parameters:
     ``weight [C_in, features]`` (torch layout), ``bias [features]``.
     """
 
@@ -50,15 +76,14 @@ class Linear(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        c_in = x.shape[-2]
+        c_in = x.shape[-1]
         w = self.param("weight", uniform_sqrt3, (c_in, self.features), self.param_dtype)
-        w = w.astype(x.dtype) * (1.0 / math.sqrt(c_in))
-        y = jnp.einsum("...cm,cd->...dm", x, w)
+        y = x @ (w.astype(x.dtype) * (1.0 / math.sqrt(c_in)))
         if self.use_bias:
-            if x.shape[-1] != 1:
+            if x.shape[-2] != 1:
                 raise ValueError(f"Linear: a bias is only allowed for rank 0, got {x.shape}")
             b = self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
-            y = y + b.astype(x.dtype)[:, None]
+            y = y + b.astype(x.dtype)
         return y
 
 
@@ -71,7 +96,7 @@ class ElementLinear(nn.Module):
         use_bias: per-element bias (rank 0 only).
         param_dtype: storage dtype.
 
-    Call with ``x [N, C_in, 2l+1]`` and ``onehot [N, Z_n]``. Parameters: ``weights
+    Call with ``x [N, 2l+1, C_in]`` and ``onehot [N, Z_n]``. Parameters: ``weights
     [Z_n, features, C_in]`` (torch layout), ``bias [Z_n, features]``. All elements are evaluated
     and the node's own slice selected (cheap for small ``Z_n``; avoids gathering weights per atom).
     """
@@ -83,17 +108,17 @@ class ElementLinear(nn.Module):
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, onehot: jnp.ndarray) -> jnp.ndarray:
-        c_in = x.shape[-2]
+        c_in = x.shape[-1]
         shape = (self.num_elements, self.features, c_in)
         w = self.param("weights", uniform_sqrt3, shape, self.param_dtype)
         w = w.astype(x.dtype) * (1.0 / math.sqrt(c_in))
-        y = element_select(onehot, jnp.einsum("ncm,zdc->nzdm", x, w))
+        y = element_linear(x, w, onehot)
         if self.use_bias:
-            if x.shape[-1] != 1:
+            if x.shape[-2] != 1:
                 raise ValueError(f"ElementLinear: a bias is only allowed for rank 0, got {x.shape}")
             shape_b = (self.num_elements, self.features)
             b = self.param("bias", nn.initializers.zeros, shape_b, self.param_dtype)
-            y = y + (onehot @ b.astype(x.dtype))[:, :, None]
+            y = y + (onehot @ b.astype(x.dtype))[:, None, :]
         return y
 
 
@@ -119,6 +144,40 @@ def mlp_alphas(widths: Sequence[int], init: str = "forward") -> list[float]:
     return out
 
 
+def mlp_apply(weights: Sequence[jnp.ndarray], x: jnp.ndarray) -> jnp.ndarray:
+    """``x ← silu(x W_k)`` for every (already α-scaled) weight but the last, then ``x W_last``."""
+    for k, w in enumerate(weights):
+        x = x @ w
+        if k < len(weights) - 1:
+            x = jax.nn.silu(x)
+    return x
+
+
+class DenseWeights(nn.Module):
+    """The weights ``weight_k [fan_in, fan_out]`` of a dense chain, returned α-scaled.
+
+    Used where the chain runs inside ``lax.scan`` (the radial MLP over edge chunks).
+
+    Attributes:
+        widths: ``[in, h1, …, out]``.
+        init: ``"forward"`` or ``"backward"`` (see :func:`mlp_alphas`).
+        param_dtype: storage dtype.
+    """
+
+    widths: Sequence[int]
+    init: str = "forward"
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, dtype) -> list[jnp.ndarray]:
+        ws = []
+        for k, a in enumerate(mlp_alphas(self.widths, self.init)):
+            shape = (self.widths[k], self.widths[k + 1])
+            w = self.param(f"weight_{k}", uniform_sqrt3, shape, self.param_dtype)
+            ws.append(w.astype(dtype) * a)
+        return ws
+
+
 class MLP(nn.Module):
     """Dense chain ``x ← act(α_k x W_k)`` (no activation after the last layer), no bias.
 
@@ -138,9 +197,8 @@ class MLP(nn.Module):
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         widths = [x.shape[-1], *self.features]
         alphas = mlp_alphas(widths, self.init)
+        ws = []
         for k, a in enumerate(alphas):
             w = self.param(f"weight_{k}", uniform_sqrt3, (widths[k], widths[k + 1]), self.param_dtype)
-            x = x @ (w.astype(x.dtype) * a)
-            if k < len(alphas) - 1:
-                x = jax.nn.silu(x)
-        return x
+            ws.append(w.astype(x.dtype) * a)
+        return mlp_apply(ws, x)

@@ -23,11 +23,12 @@ from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
+import numpy as np
 
 from tace_jax.ops import coupling_tensor
 from tace_jax.ops._coupling import _L1L2
 
-from .linear import Linear, element_select, uniform_sqrt3
+from .linear import Linear, element_linear, uniform_sqrt3
 
 __all__ = ["product_paths", "Product", "couple_batched"]
 
@@ -81,17 +82,24 @@ def product_paths(
 
 
 def couple_batched(t: jnp.ndarray, a: jnp.ndarray, l1: int, l2: int, l3: int) -> jnp.ndarray:
-    """Channel-diagonal coupling of a stack ``t [N, n, C, 2l1+1]`` with ``a [N, C, 2l2+1]``.
+    """Channel-diagonal coupling of a stack ``t [N, n, 2l1+1, C]`` with ``a [N, 2l2+1, C]``.
 
-    Returns ``[N, n, C, 2l3+1]`` = ``[t_k ⊗ a]_{l3}`` for every ``k``.
+    Returns ``[N, n, 2l3+1, C]`` = ``[t_k ⊗ a]_{l3}`` for every ``k`` (channels last).
     """
-    kt = jnp.asarray(coupling_tensor(l1, l2, l3), t.dtype)
-    if l1 == 0:
-        return t * (a @ kt[0])[:, None]
-    if l2 == 0:
-        return (t @ kt[:, 0]) * a[:, None]
-    ak = jnp.einsum("ncb,abg->ncag", a, kt)  # [N, C, 2l1+1, 2l3+1]
-    return jnp.einsum("nkca,ncag->nkcg", t, ak)
+    kt = coupling_tensor(l1, l2, l3)
+    if l1 == 0 and _is_identity(kt[0]):
+        return t * a[:, None]
+    if l2 == 0 and _is_identity(kt[:, 0]):
+        return t * a[:, None]
+    n_a = 2 * l1 + 1
+    # AK[n, α, γ, c] = Σ_β K[α, β, γ] a[n, β, c]: one GEMM over β
+    km = jnp.asarray(kt.transpose(0, 2, 1).reshape(-1, kt.shape[1]), t.dtype)  # [(α,γ), β]
+    ak = jnp.einsum("gb,nbc->ngc", km, a).reshape(a.shape[0], n_a, 2 * l3 + 1, a.shape[-1])
+    return sum(t[:, :, al, None, :] * ak[:, None, al] for al in range(n_a))
+
+
+def _is_identity(k: np.ndarray) -> bool:
+    return k.shape[0] == k.shape[1] and np.allclose(k, np.eye(k.shape[0]), atol=1e-12, rtol=0)
 
 
 class Product(nn.Module):
@@ -127,12 +135,12 @@ class Product(nn.Module):
 
     @nn.compact
     def __call__(self, a_basis: dict[int, jnp.ndarray], onehot: jnp.ndarray) -> dict[int, jnp.ndarray]:
-        """``a_basis``: ``l → [N, C_h, 2l+1]`` for ``l = 0..L_e``; returns ``l → [N, C, 2l+1]``."""
+        """``a_basis``: ``l → [N, 2l+1, C_h]`` for ``l = 0..L_e``; returns ``l → [N, 2l+1, C]``."""
         ch, pd = self.num_channel_hidden, self.param_dtype
         paths, counts = product_paths(
             self.lmax_edge, self.correlation, self.output_ranks, self.l1l2, self.l3l1
         )
-        basis = {1: {l: a[:, None] for l, a in a_basis.items()}}  # l -> [N, n, C_h, 2l+1]
+        basis = {1: {l: a[:, None] for l, a in a_basis.items()}}  # l -> [N, n, 2l+1, C_h]
         for nu in range(2, self.correlation + 1):
             blocks: dict[int, list] = {}
             for l1, l2, l3 in paths[nu]:
@@ -148,13 +156,14 @@ class Product(nn.Module):
                 n_blocks = counts[nu].get(l, 0)
                 if n_blocks == 0:
                     continue
-                x = basis[nu][l]  # [N, n, C_h, g]
+                x = basis[nu][l]  # [N, n, g, C_h]
                 fan_in = n_blocks * ch
                 w = self.param(
                     f"linears_{nu}_{l}", uniform_sqrt3, (self.num_elements, ch, fan_in), pd
                 )
                 ws.append(w.astype(x.dtype) * (1.0 / math.sqrt(fan_in)))
-                xs.append(x.reshape(x.shape[0], fan_in, 2 * l + 1))
+                # input channel index = block·C_h + c
+                xs.append(x.transpose(0, 2, 1, 3).reshape(x.shape[0], 2 * l + 1, fan_in))
                 if self.bias and l == 0:
                     b = self.param(
                         f"linears_{nu}_{l}_bias", nn.initializers.zeros, (self.num_elements, ch), pd
@@ -162,11 +171,11 @@ class Product(nn.Module):
                     bias = bias + onehot @ b.astype(x.dtype)
             if not xs:
                 raise ValueError(f"Product: no product-basis tensor of output rank {l}")
-            x = jnp.concatenate(xs, axis=1)  # [N, J, g]
+            x = jnp.concatenate(xs, axis=-1)  # [N, g, J]
             w = jnp.concatenate(ws, axis=-1)  # [Z, C_h, J]
-            y = element_select(onehot, jnp.einsum("njg,zdj->nzdg", x, w))
+            y = element_linear(x, w, onehot)  # [N, g, C_h]
             if self.bias and l == 0:
-                y = y + bias[:, :, None]
+                y = y + bias[:, None, :]
             lin = Linear(
                 self.num_channel,
                 use_bias=self.out_bias and l == 0,

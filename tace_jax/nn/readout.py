@@ -70,7 +70,7 @@ class ScalarReadout(nn.Module):
 
 
 class TensorReadout(nn.Module):
-    """Equivariant rank-``l`` readout ``[N, C, 2l+1] → [N, 2l+1]``.
+    """Equivariant rank-``l`` readout ``[N, 2l+1, C] → [N, 2l+1]`` (channels last).
 
     Attributes:
         hidden: hidden widths (``()``: a single ``Linear_l``).
@@ -94,5 +94,5 @@ class TensorReadout(nn.Module):
                 x = NormGate(self.param_dtype, name=f"gate_{k}")(x)
                 mask = _head_mask(level_onehot, self.hidden[k], m)
                 if mask is not None:
-                    x = x * mask[:, :, None]
-        return _pick_head(x, level_onehot, m)
+                    x = x * mask[:, None, :]
+        return _pick_head(jnp.moveaxis(x, -1, 1), level_onehot, m)

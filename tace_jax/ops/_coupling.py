@@ -37,9 +37,7 @@ _L1L2 = {
 }
 
 
-def coupling_paths(
-    l1s, l2s, l3max: int, l1l2: str | None = None
-) -> list[tuple[int, int, int]]:
+def coupling_paths(l1s, l2s, l3max: int, l1l2: str | None = None) -> list[tuple[int, int, int]]:
     """Allowed ``(l1, l2, l3)`` in lexicographic order.
 
     Args:
@@ -74,7 +72,7 @@ def _contract_full(x: jnp.ndarray, y: jnp.ndarray, l1: int, l2: int, k: int) -> 
     return out.reshape(*out.shape[:-2], 3 ** (l1 + l2 - 2 * k))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def coupling_tensor(l1: int, l2: int, l3: int) -> np.ndarray:
     """``K^{(l1 l2 l3)}_{αβγ} = Q_{l3}ᵀ[(Q_{l1}e_α) ⋆_k (Q_{l2}e_β)]/√3^k``, float64.
 
@@ -110,8 +108,8 @@ def couple(
     if layout == "compressed":
         if x.shape[-1] != 2 * l1 + 1 or y.shape[-1] != 2 * l2 + 1:
             raise ValueError(
-                f"compressed couple({l1},{l2}->{l3}) needs x[..., {2 * l1 + 1}], y[..., {2 * l2 + 1}];"
-                f" got {x.shape}, {y.shape}"
+                f"compressed couple({l1},{l2}->{l3}) needs x[..., {2 * l1 + 1}], "
+                f"y[..., {2 * l2 + 1}]; got {x.shape}, {y.shape}"
             )
         kt = jnp.asarray(coupling_tensor(l1, l2, l3), jnp.result_type(x, y))
         if l1 == 0:

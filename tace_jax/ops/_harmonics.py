@@ -14,7 +14,7 @@ from ._stf import harmonic_norm, stf_basis, stf_projector
 __all__ = ["cartesian_harmonics", "outer_powers"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _harmonic_matrix(l: int, layout: str) -> np.ndarray:
     """``n_l Q_l`` (compressed) or ``n_l Π_l`` (full), acting on ``vec(r̂^{⊗l})``."""
     m = stf_basis(l) if layout == "compressed" else stf_projector(l)
@@ -67,7 +67,7 @@ def cartesian_harmonics(
         if l == 0:
             y = p if layout == "compressed" else p[..., 0]
         elif l == 1:
-            y = u if layout == "compressed" else u
+            y = u  # Q_1 = I_3: both layouts hold the xyz components
         else:
             m = jnp.asarray(_harmonic_matrix(l, layout), u.dtype)
             y = p @ m

@@ -34,14 +34,14 @@ def _tensor_generators(l: int) -> np.ndarray:
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _irrep_generators(j: int) -> np.ndarray:
     """Generators in the STF basis ``Q_j``, ``(3, 2j+1, 2j+1)``."""
     q = stf_basis(j)
     return np.einsum("ia,xij,jb->xab", q, _tensor_generators(j), q)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _step_intertwiner(j: int, jn: int) -> np.ndarray:
     """Isometric embedding ``V_jn → V_j ⊗ V_1``, shape ``((2j+1)·3, 2jn+1)``.
 
@@ -67,7 +67,7 @@ def _step_intertwiner(j: int, jn: int) -> np.ndarray:
     return m * np.sign(first)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def ictd_paths(n: int) -> tuple[tuple[int, ...], ...]:
     """Coupling paths ``(0, 1, j_2, …, j_n)``; the first is the STF path ``(0, 1, …, n)``."""
     if n < 0:
@@ -77,13 +77,13 @@ def ictd_paths(n: int) -> tuple[tuple[int, ...], ...]:
         nxt = []
         for p in paths:
             j = p[-1]
-            for jn in ([1] if j == 0 else [j + 1, j, j - 1]):
+            for jn in [1] if j == 0 else [j + 1, j, j - 1]:
                 nxt.append(p + (jn,))
         paths = nxt
     return tuple(sorted(paths, key=lambda p: [-x for x in p[::-1]]))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def ictd_path_bases(n: int) -> tuple[tuple[int, np.ndarray], ...]:
     """``(j, E_path)`` with ``E_path`` of shape ``(3^n, 2j+1)`` and orthonormal columns."""
     out = []
@@ -97,7 +97,7 @@ def ictd_path_bases(n: int) -> tuple[tuple[int, np.ndarray], ...]:
     return tuple(out)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _projectors(n: int) -> tuple[tuple[int, np.ndarray], ...]:
     out = []
     for j, e in ictd_path_bases(n):

@@ -37,7 +37,7 @@ def harmonic_norm(l: int) -> float:
     return double_factorial(2 * l - 1) / math.factorial(l)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def symmetrizer(l: int) -> np.ndarray:
     """The matrix ``S_l`` (``3^l × 3^l``) averaging a tensor over all permutations of its axes."""
     dim = 3**l
@@ -78,7 +78,7 @@ def _first_occurrences(l: int) -> np.ndarray:
     return np.sort(first)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _stf_frame(l: int) -> np.ndarray:
     """Some orthonormal basis of the STF subspace, ``(3^l, 2l+1)``.
 
@@ -101,7 +101,7 @@ def _stf_frame(l: int) -> np.ndarray:
     return sym @ null.T
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def stf_projector(l: int) -> np.ndarray:
     """Orthogonal projector ``Π_l`` onto the rank-``l`` STF subspace, ``(3^l, 3^l)`` float64."""
     if l < 0:
@@ -116,7 +116,7 @@ def stf_projector(l: int) -> np.ndarray:
     return p
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def stf_basis(l: int) -> np.ndarray:
     """Orthonormal basis ``Q_l`` of the rank-``l`` STF subspace, shape ``(3^l, 2l+1)``, float64.
 

@@ -74,9 +74,16 @@ def hessian(
     if not 0 < n <= graph.num_nodes:
         raise ValueError(f"num_atoms must be in [1, {graph.num_nodes}], got {num_atoms}")
     row = _row_fn(apply_fn, variables, graph)
-    idx = jnp.arange(3 * n)
-    chunk = max(1, min(int(chunk_size), 3 * n))
-    rows = jax.lax.map(lambda k: row(k // 3, k % 3), idx, batch_size=chunk)
+    # equal chunks (one traced body, no remainder); the few extra rows repeat row 0
+    n_chunks = -(-3 * n // max(1, int(chunk_size)))
+    chunk = -(-3 * n // n_chunks)
+    idx = jnp.arange(n_chunks * chunk) % (3 * n)
+    one_chunk = jax.vmap(lambda k: row(k // 3, k % 3))
+    if n_chunks == 1:
+        rows = one_chunk(idx)
+    else:
+        rows = jax.lax.map(one_chunk, idx.reshape(n_chunks, chunk))
+    rows = rows.reshape(n_chunks * chunk, graph.num_nodes, 3)[: 3 * n]
     rows = rows.reshape(n, 3, graph.num_nodes, 3)
     return jnp.where(graph.node_mask[:n, None, None, None], rows, 0.0)
 
@@ -123,7 +130,7 @@ def hessian_rows(
 
 
 def split_hessian(h, graph: Graph) -> list[np.ndarray]:
-    """Per-real-graph blocks ``[n_g, 3, n_g, 3]`` (numpy) of a batch Hessian from :func:`hessian`."""
+    """Per-real-graph blocks ``[n_g, 3, n_g, 3]`` (numpy) of a :func:`hessian` batch result."""
     h = np.asarray(h)
     n_node = np.asarray(graph.n_node)
     mask = np.asarray(graph.graph_mask)

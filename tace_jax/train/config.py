@@ -216,11 +216,26 @@ def config_from_dict(d: dict) -> TrainConfig:
         if k not in names:
             raise _unknown("config", k, names)
     d = dict(d)
+    hints = typing.get_type_hints(TrainConfig)
+    for k, v in d.items():  # YAML 1.1 reads "1e-3" as a string
+        if isinstance(v, str) and _accepts_float(hints[k]):
+            try:
+                d[k] = float(v)
+            except ValueError:
+                pass
     if d.get("model") is None:
         d["model"] = {}
     if isinstance(d.get("e0s"), dict):  # YAML/JSON keys may be strings: "1" -> 1
         d["e0s"] = {(int(k) if str(k).isdigit() else k): v for k, v in d["e0s"].items()}
     return TrainConfig(**d)
+
+
+def _accepts_float(tp) -> bool:
+    if tp is float:
+        return True
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        return any(_accepts_float(a) for a in typing.get_args(tp))
+    return False
 
 
 def _parse_value(text: str):

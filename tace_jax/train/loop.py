@@ -54,6 +54,19 @@ __all__ = ["FitResult", "Trainer", "fit"]
 
 _SUM_PREFIXES = ("loss_", "count_", "sae_", "sse_", "n_")
 
+# Jitted functions are reused by later Trainers with identical settings (same model config,
+# statistics, loss, optimiser, schedule and devices), so that e.g. a resumed or repeated run in
+# the same process does not compile again.
+_COMPILED: dict = {}
+
+
+def _cached(key, build: Callable):
+    if key not in _COMPILED:
+        if len(_COMPILED) > 16:
+            _COMPILED.clear()
+        _COMPILED[key] = build()
+    return _COMPILED[key]
+
 
 def _potential_cls():
     try:
@@ -132,7 +145,10 @@ class Trainer:
         self.model = TACE(self.model_cfg, self.statistics, param_dtype=jnp.dtype(cfg.dtype))
         first = self.train_loader.make_batch(self.train_loader.plan(0)[0])
         first = jax.tree.map(jnp.asarray, first)
-        variables = self.model.init(jax.random.key(cfg.seed), first)
+        self._key = (self.model_cfg, self.statistics, cfg.dtype,
+                     tuple(d.id for d in self.mesh.devices.flat))
+        init = _cached(("init", *self._key), lambda: jax.jit(self.model.init))
+        variables = init(jax.random.key(cfg.seed), first)
         self.steps_per_epoch = math.ceil(self.train_loader.num_batches(0) / self.num_devices)
         self.optimizer = make_optimizer(cfg.lr, cfg.weight_decay, cfg.amsgrad, cfg.clip,
                                         dtype=cfg.dtype)
@@ -141,10 +157,11 @@ class Trainer:
         self.state = create_train_state(variables, self.optimizer, cfg.dtype)
         self.repl = NamedSharding(self.mesh, P())
         self.state = jax.device_put(self.state, self.repl)
-        self.train_step = make_train_step(
+        step_key = ("train", *self._key, self.loss_cfg, cfg.lr, cfg.weight_decay, cfg.amsgrad,
+                    cfg.clip, cfg.scheduler, total, cfg.warmup_steps, cfg.min_lr, cfg.ema_decay)
+        self.train_step = _cached(step_key, lambda: make_train_step(
             self.model.apply, self.optimizer, self.loss_cfg, self.schedule, self.mesh,
-            properties=tuple(self.loss_cfg.active), ema_decay=cfg.ema_decay)
-        self._eval_steps: dict = {}
+            properties=tuple(self.loss_cfg.active), ema_decay=cfg.ema_decay))
         self.plateau = PlateauScheduler(cfg.lr, cfg.plateau_factor, cfg.plateau_patience,
                                         cfg.min_lr, enabled=cfg.scheduler == "plateau")
         self.ckpt = Checkpointer(self.out / "checkpoints", keep=cfg.keep_checkpoints)
@@ -216,11 +233,9 @@ class Trainer:
         loss_cfg = LossConfig(weights=weights or {"energy": 1.0},
                               loss_type=self.loss_cfg.loss_type,
                               huber_delta=self.loss_cfg.huber_delta)
-        key = (props, loss_cfg)
-        if key not in self._eval_steps:
-            self._eval_steps[key] = (make_eval_step(self.model.apply, loss_cfg, self.mesh, props),
-                                     loss_cfg)
-        return self._eval_steps[key]
+        step = _cached(("eval", *self._key, props, loss_cfg),
+                       lambda: make_eval_step(self.model.apply, loss_cfg, self.mesh, props))
+        return step, loss_cfg
 
     def evaluate(self, loader, variables) -> dict:
         """Errors and loss of ``variables`` on every structure of ``loader`` (eV, Å)."""

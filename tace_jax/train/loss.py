@@ -95,12 +95,27 @@ def pointwise_loss(err, loss_type: str, delta):
     return huber(err, delta)
 
 
+def _is_per_node(graph: Graph, a) -> bool:
+    return a.shape[0] == graph.num_nodes and graph.num_nodes != graph.num_graphs
+
+
+def _node_mask(graph: Graph, name: str):
+    """Atoms with ``name`` labels: ``has_<name>`` per graph ([G], broadcast) or per node."""
+    has = graph.targets.get(f"has_{name}")
+    if has is None:
+        return graph.node_mask
+    has = jnp.asarray(has)
+    return has if _is_per_node(graph, has) else has[graph.node_graph]
+
+
 def _graph_weight(graph: Graph, name: str):
-    """``weight × has_<name> × graph_mask`` per graph ([G], float)."""
+    """``weight × has_<name> × graph_mask`` per graph ([G], float) and the bool mask."""
     t = graph.targets
     dtype = graph.positions.dtype
     w = jnp.asarray(t.get("weight", jnp.ones(graph.num_graphs)), dtype)
     has = t.get(f"has_{name}")
+    if has is not None and _is_per_node(graph, jnp.asarray(has)):
+        has = None  # per-node label mask: graphs are masked through the atoms
     mask = graph.graph_mask if has is None else jnp.logical_and(has, graph.graph_mask)
     return w * mask.astype(dtype), mask
 
@@ -136,7 +151,7 @@ def loss_sums(pred: Mapping, graph: Graph, cfg: LossConfig) -> dict:
             stat_name, stat_err, stat_mask = "energy_per_atom", err, mask_g.astype(dtype)
         elif name == "forces":
             node_w = w_g[graph.node_graph] * graph.node_mask.astype(dtype)
-            node_m = jnp.logical_and(mask_g[graph.node_graph], graph.node_mask)
+            node_m = jnp.logical_and(_node_mask(graph, "forces"), graph.node_mask)
             err = jnp.where(node_m[:, None], pred["forces"] - t["forces"], 0.0)
             if cfg.loss_type == "huber":
                 delta = conditional_huber_delta(t["forces"], cfg.huber_delta)

@@ -98,7 +98,8 @@ class ErrorAccumulator:
             self._add("n_atoms", n_node[m])
         if "forces" in pred and "forces" in t:
             has = np.asarray(t.get("has_forces", gmask), bool)
-            m = nmask & has[node_graph]
+            per_node = len(has) == len(nmask) and len(nmask) != len(gmask)
+            m = nmask & (has if per_node else has[node_graph])
             self._add("forces_pred", np.asarray(pred["forces"])[m])
             self._add("forces_ref", np.asarray(t["forces"])[m])
             self._add("numbers", np.asarray(graph.numbers)[m])

@@ -34,7 +34,7 @@ def _legendre(l: int, x: np.ndarray) -> np.ndarray:
     return legendre.legval(x, [0] * l + [1])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _harmonics(layout: str, seed: int = 0, n: int = 16):
     """Cached float64 harmonics of fixed random unit vectors (l ≤ 6 is the costly part)."""
     rng = np.random.default_rng(seed)
@@ -140,8 +140,14 @@ def test_equivariance(layout, key):
     v = jax.random.normal(jax.random.fold_in(key, 1), (6, 3), jnp.float64) * 2.0
     fn = jax.jit(functools.partial(cartesian_harmonics, lmax=lmax, layout=layout))
     err = assert_equivariant(
-        fn, key, (v,), in_ranks=(Rep(1, "vector"),), out_ranks=list(range(lmax + 1)),
-        layout=layout, atol=1e-12, n_trials=3,
+        fn,
+        key,
+        (v,),
+        in_ranks=(Rep(1, "vector"),),
+        out_ranks=list(range(lmax + 1)),
+        layout=layout,
+        atol=1e-12,
+        n_trials=3,
     )
     assert err < 1e-12
 

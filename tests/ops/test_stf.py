@@ -64,7 +64,7 @@ def _detrace(s: np.ndarray, l: int) -> np.ndarray:
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _reference_projector(l: int) -> np.ndarray:
     basis = np.eye(3**l).reshape(3**l, *((3,) * l))
     cols = _detrace(_symmetrize(basis, l), l).reshape(3**l, 3**l)

@@ -76,10 +76,14 @@ def test_identities_and_routes_agree(apply_fn, toy_vars, build, si, mol):
         w = out["atomic_virials"][ng == k].sum(0)
         np.testing.assert_allclose(w, out["virials"][k], atol=1e-12)
     vol = abs(np.linalg.det(np.asarray(graph.cell[0])))
-    np.testing.assert_allclose(out["atomic_stresses"][ng == 0], -out["atomic_virials"][ng == 0] / vol)
+    np.testing.assert_allclose(
+        out["atomic_stresses"][ng == 0], -out["atomic_virials"][ng == 0] / vol
+    )
     np.testing.assert_allclose(out["node_energy"].sum(), out["energy"].sum(), atol=1e-12)
     assert out["energy"][-1] == 0.0 and np.abs(out["virials"][-1]).max() == 0.0
-    pos = _props(apply_fn, toy_vars, graph, ("energy", "forces", "virials", "stress"), method="positions")
+    pos = _props(
+        apply_fn, toy_vars, graph, ("energy", "forces", "virials", "stress"), method="positions"
+    )
     for k in ("energy", "forces", "virials", "stress"):
         np.testing.assert_allclose(pos[k], out[k], atol=1e-12, err_msg=k)
 

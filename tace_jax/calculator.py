@@ -1,0 +1,89 @@
+"""ASE calculator for TACE potentials.
+
+Example:
+    >>> from tace_jax import TACECalculator  # doctest: +SKIP
+    >>> atoms.calc = TACECalculator(potential, dtype="float64")  # doctest: +SKIP
+    >>> atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()  # doctest: +SKIP
+
+Works with ``ase.optimize`` (BFGS, FIRE, …), ``ase.md`` (VelocityVerlet, Langevin, …),
+``ase.vibrations`` and ``ase.mep.NEB``. Energies in eV, forces in eV/Å, stress in eV/Å³ as a
+Voigt 6-vector ``(xx, yy, zz, yz, xz, xy)`` with ASE's sign (``σ = (1/V)·∂E/∂ε``). Stress is
+only available for periodic structures (ASE raises ``PropertyNotImplementedError`` otherwise).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from ase.calculators.calculator import (
+    Calculator,
+    PropertyNotImplementedError,
+    all_changes,
+)
+
+__all__ = ["TACECalculator", "full_3x3_to_voigt"]
+
+
+def full_3x3_to_voigt(s) -> np.ndarray:
+    """``[3, 3]`` → ASE Voigt ``[xx, yy, zz, yz, xz, xy]``."""
+    s = np.asarray(s, np.float64).reshape(3, 3)
+    return np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
+
+
+def _with_dtype(potential, dtype):
+    if dtype is None:
+        return potential
+    dtype = np.dtype(dtype)
+    if np.dtype(getattr(potential, "dtype", "float32")) == dtype:
+        return potential
+    for name in ("astype", "with_dtype"):
+        fn = getattr(potential, name, None)
+        if callable(fn):
+            return fn(dtype)
+    raise TypeError(f"{type(potential).__name__} cannot be converted to {dtype}")
+
+
+class TACECalculator(Calculator):
+    """ASE calculator wrapping a :class:`tace_jax.models.Potential`.
+
+    Args:
+        potential: the potential (or any object with ``predict(atoms, properties)`` returning
+            ``energy``, ``forces`` and ``stress`` like :meth:`Potential.predict`).
+        dtype: ``"float32"`` or ``"float64"`` to compute in (default: the potential's);
+            float64 needs ``jax.config.update("jax_enable_x64", True)``.
+        **kwargs: passed to :class:`ase.calculators.calculator.Calculator`.
+
+    Attributes:
+        potential: the (possibly dtype-converted) potential.
+        calls: number of model evaluations.
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress", "energies"]
+
+    def __init__(self, potential, dtype=None, **kwargs):
+        super().__init__(**kwargs)
+        self.potential = _with_dtype(potential, dtype)
+        self.calls = 0
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        atoms = self.atoms
+        periodic = bool(np.any(atoms.pbc))
+        if "stress" in properties and not periodic:
+            raise PropertyNotImplementedError("stress is only defined for periodic structures")
+        want = ["energy", "forces"]
+        if periodic:
+            want.append("stress")
+        if "energies" in properties:
+            want.append("node_energy")
+        res = self.potential.predict(atoms, properties=tuple(want))
+        self.calls += 1
+        energy = float(res["energy"])
+        self.results = {
+            "energy": energy,
+            "free_energy": energy,
+            "forces": np.asarray(res["forces"], np.float64).reshape(len(atoms), 3),
+        }
+        if periodic:
+            self.results["stress"] = full_3x3_to_voigt(res["stress"])
+        if "node_energy" in res:
+            self.results["energies"] = np.asarray(res["node_energy"], np.float64)

@@ -1,0 +1,1 @@
+"""Command-line interface: ``tace-jax {train,eval,quickstart,md,vib}``."""

@@ -1,0 +1,159 @@
+"""``tace-jax eval MODEL DATA``: errors of a saved model on a data file, with a parity plot.
+
+Example::
+
+    tace-jax eval runs/tace/model.tace test.xyz --out parity.png --json metrics.json
+    tace-jax eval model.tace rmd17_ethanol_test_01.npz --index 0:200
+
+Prints MAE/RMSE of energy (total and per atom), forces (all and per element) and stress in
+meV units; the optional parity plot shows predicted vs reference energy per atom, force
+components and stress.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+
+__all__ = ["evaluate_structures", "main", "parity_plot"]
+
+
+def evaluate_structures(potential, structures, batch_size: int = 16) -> tuple[dict, dict]:
+    """Predict ``structures`` with ``potential`` and compare with their labels.
+
+    Returns:
+        ``(metrics, arrays)``: :func:`tace_jax.train.metrics.error_metrics` of the labelled
+        quantities, and the flat prediction/reference arrays used for them.
+    """
+    from tace_jax.data import structure_to_atoms
+    from tace_jax.train.metrics import error_metrics
+
+    want_stress = any(s.stress is not None for s in structures)
+    props = ("energy", "forces") + (("stress",) if want_stress else ())
+    preds = potential.predict([structure_to_atoms(s) for s in structures], props,
+                              batch_size=batch_size)
+    a: dict[str, list] = {}
+
+    def add(key, value):
+        a.setdefault(key, []).append(np.asarray(value, np.float64))
+
+    for p, s in zip(preds, structures):
+        if s.energy is not None:
+            add("energy_pred", [p["energy"]])
+            add("energy_ref", [s.energy])
+            add("n_atoms", [s.n_atoms])
+        if s.forces is not None:
+            add("forces_pred", p["forces"])
+            add("forces_ref", s.forces)
+            add("numbers", s.numbers)
+        if want_stress and s.stress is not None:
+            add("stress_pred", [p["stress"]])
+            add("stress_ref", [s.stress])
+    arrays = {k: np.concatenate(v) for k, v in a.items()}
+    return error_metrics(**arrays), arrays
+
+
+def parity_plot(arrays: dict, path: str, title: str = "") -> None:
+    """Write a parity plot (PNG) of energy per atom, forces and stress."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = []
+    if "energy_pred" in arrays:
+        n = arrays["n_atoms"]
+        panels.append(("energy / atom (eV)", arrays["energy_ref"] / n, arrays["energy_pred"] / n))
+    if "forces_pred" in arrays:
+        panels.append(("force components (eV/Å)", arrays["forces_ref"].ravel(),
+                       arrays["forces_pred"].ravel()))
+    if "stress_pred" in arrays:
+        panels.append(("stress (eV/Å³)", arrays["stress_ref"].ravel(),
+                       arrays["stress_pred"].ravel()))
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(4.2 * max(len(panels), 1), 4))
+    axes = np.atleast_1d(axes)
+    for ax, (label, ref, pred) in zip(axes, panels):
+        lo, hi = float(min(ref.min(), pred.min())), float(max(ref.max(), pred.max()))
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+        ax.scatter(ref, pred, s=4, alpha=0.5)
+        mae = np.mean(np.abs(pred - ref))
+        ax.set_title(f"{label}\nMAE {1e3 * mae:.2f} m{label.split('(')[-1][:-1]}", fontsize=9)
+        ax.set_xlabel("reference")
+        ax.set_ylabel("predicted")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def print_metrics(m: dict, file=sys.stdout) -> None:
+    """A small table in meV units."""
+    rows = [("energy", "meV"), ("energy_per_atom", "meV/atom"), ("forces", "meV/Å"),
+            ("stress", "meV/Å³"), ("virials", "meV")]
+    rows += [(k[:-4], "meV/Å") for k in m if k.startswith("forces_") and k.endswith("_mae")
+             and k.count("_") == 2]
+    print(f"{'quantity':<18}{'MAE':>12}{'RMSE':>12}  unit", file=file)
+    for key, unit in rows:
+        if f"{key}_mae" in m:
+            print(f"{key:<18}{1e3 * m[key + '_mae']:>12.3f}{1e3 * m[key + '_rmse']:>12.3f}  {unit}",
+                  file=file)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tace-jax eval",
+                                description="Evaluate a saved model on a labelled data file.")
+    p.add_argument("model", help="model file written by training (model.tace)")
+    p.add_argument("data", help="data file (extxyz, xyz, npz, ase db, ...)")
+    p.add_argument("--energy-key", default="energy")
+    p.add_argument("--forces-key", default="forces")
+    p.add_argument("--stress-key", default="stress")
+    p.add_argument("--index", default=":", help="frame selection, e.g. 0:200")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--dtype", choices=("float32", "float64"), default=None,
+                   help="compute dtype (default: the model's)")
+    p.add_argument("--out", default=None, help="parity plot PNG")
+    p.add_argument("--json", default=None, help="write the metrics (eV units) as JSON")
+    return p
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    from tace_jax.data import DataError, read_structures
+
+    try:
+        from tace_jax.models import Potential
+    except ImportError:
+        from tace_jax.models.potential import Potential
+    import jax
+
+    jax.config.update("jax_enable_x64", True)  # float64 models need it; float32 ones cast
+    try:
+        pot = Potential.load(args.model, dtype=args.dtype)
+        structures = read_structures(
+            args.data, index=args.index, energy_key=args.energy_key,
+            forces_key=args.forces_key, stress_key=args.stress_key,
+            atomic_numbers=pot.config.atomic_numbers)
+    except (DataError, ValueError, FileNotFoundError) as e:
+        print(f"tace-jax eval: error: {e}", file=sys.stderr)
+        return 2
+    t0 = time.time()
+    metrics, arrays = evaluate_structures(pot, structures, args.batch_size)
+    print(f"{args.model} on {args.data}: {len(structures)} structures "
+          f"({time.time() - t0:.1f} s)")
+    print_metrics(metrics)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(metrics, f, indent=1)
+    if args.out:
+        parity_plot(arrays, args.out, title=f"{args.model} on {args.data}")
+        print(f"parity plot: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""``tace-jax``: the command-line entry point.
+
+Subcommands::
+
+    tace-jax train CONFIG.yaml [key=value ...]     train a model (``--schema`` lists the keys)
+    tace-jax eval MODEL DATA [--out parity.png]    errors of a saved model on a data file
+    tace-jax quickstart [--output-dir DIR]         the README main job (bundled rMD17 ethanol)
+    tace-jax md ...                                molecular dynamics (tace_jax.cli.md)
+    tace-jax vib ...                               vibrational analysis (tace_jax.cli.vib)
+
+Each subcommand has its own ``--help``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+__all__ = ["main"]
+
+_COMMANDS = {
+    "train": ("tace_jax.cli.train", "train a model from a YAML config"),
+    "eval": ("tace_jax.cli.eval", "evaluate a saved model on a data file"),
+    "quickstart": ("tace_jax.main_job", "train + evaluate a small model on bundled data"),
+    "md": ("tace_jax.cli.md", "run molecular dynamics with a saved model"),
+    "vib": ("tace_jax.cli.vib", "vibrational analysis with a saved model"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: tace-jax <command> [options]", "", "commands:"]
+    lines += [f"  {name:<11} {help_}" for name, (_, help_) in _COMMANDS.items()]
+    lines += ["", "Run 'tace-jax <command> --help' for the options of a command."]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    """Dispatch to ``<module>.main(argv)`` of the subcommand (imported lazily)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from tace_jax import __version__
+
+        print(f"tace-jax {__version__}")
+        return 0
+    cmd, rest = argv[0], argv[1:]
+    if cmd not in _COMMANDS:
+        print(f"tace-jax: unknown command {cmd!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module_name = _COMMANDS[cmd][0]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name == module_name:
+            print(f"tace-jax {cmd}: not available in this installation ({module_name} missing)",
+                  file=sys.stderr)
+            return 2
+        raise
+    rc = module.main(rest)
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
