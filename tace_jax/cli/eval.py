@@ -34,8 +34,9 @@ def evaluate_structures(potential, structures, batch_size: int = 16) -> tuple[di
 
     want_stress = any(s.stress is not None for s in structures)
     props = ("energy", "forces") + (("stress",) if want_stress else ())
-    preds = potential.predict([structure_to_atoms(s) for s in structures], props,
-                              batch_size=batch_size)
+    preds = potential.predict(
+        [structure_to_atoms(s) for s in structures], props, batch_size=batch_size
+    )
     a: dict[str, list] = {}
 
     def add(key, value):
@@ -69,11 +70,13 @@ def parity_plot(arrays: dict, path: str, title: str = "") -> None:
         n = arrays["n_atoms"]
         panels.append(("energy / atom (eV)", arrays["energy_ref"] / n, arrays["energy_pred"] / n))
     if "forces_pred" in arrays:
-        panels.append(("force components (eV/Å)", arrays["forces_ref"].ravel(),
-                       arrays["forces_pred"].ravel()))
+        panels.append(
+            ("force components (eV/Å)", arrays["forces_ref"].ravel(), arrays["forces_pred"].ravel())
+        )
     if "stress_pred" in arrays:
-        panels.append(("stress (eV/Å³)", arrays["stress_ref"].ravel(),
-                       arrays["stress_pred"].ravel()))
+        panels.append(
+            ("stress (eV/Å³)", arrays["stress_ref"].ravel(), arrays["stress_pred"].ravel())
+        )
     fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(4.2 * max(len(panels), 1), 4))
     axes = np.atleast_1d(axes)
     for ax, (label, ref, pred) in zip(axes, panels):
@@ -93,20 +96,31 @@ def parity_plot(arrays: dict, path: str, title: str = "") -> None:
 
 def print_metrics(m: dict, file=sys.stdout) -> None:
     """A small table in meV units."""
-    rows = [("energy", "meV"), ("energy_per_atom", "meV/atom"), ("forces", "meV/Å"),
-            ("stress", "meV/Å³"), ("virials", "meV")]
-    rows += [(k[:-4], "meV/Å") for k in m if k.startswith("forces_") and k.endswith("_mae")
-             and k.count("_") == 2]
+    rows = [
+        ("energy", "meV"),
+        ("energy_per_atom", "meV/atom"),
+        ("forces", "meV/Å"),
+        ("stress", "meV/Å³"),
+        ("virials", "meV"),
+    ]
+    rows += [
+        (k[:-4], "meV/Å")
+        for k in m
+        if k.startswith("forces_") and k.endswith("_mae") and k.count("_") == 2
+    ]
     print(f"{'quantity':<18}{'MAE':>12}{'RMSE':>12}  unit", file=file)
     for key, unit in rows:
         if f"{key}_mae" in m:
-            print(f"{key:<18}{1e3 * m[key + '_mae']:>12.3f}{1e3 * m[key + '_rmse']:>12.3f}  {unit}",
-                  file=file)
+            print(
+                f"{key:<18}{1e3 * m[key + '_mae']:>12.3f}{1e3 * m[key + '_rmse']:>12.3f}  {unit}",
+                file=file,
+            )
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tace-jax eval",
-                                description="Evaluate a saved model on a labelled data file.")
+    p = argparse.ArgumentParser(
+        prog="tace-jax eval", description="Evaluate a saved model on a labelled data file."
+    )
     p.add_argument("model", help="model file written by training (model.tace)")
     p.add_argument("data", help="data file (extxyz, xyz, npz, ase db, ...)")
     p.add_argument("--energy-key", default="energy")
@@ -114,8 +128,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--stress-key", default="stress")
     p.add_argument("--index", default=":", help="frame selection, e.g. 0:200")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--dtype", choices=("float32", "float64"), default=None,
-                   help="compute dtype (default: the model's)")
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "float64"),
+        default=None,
+        help="compute dtype (default: the model's)",
+    )
     p.add_argument("--out", default=None, help="parity plot PNG")
     p.add_argument("--json", default=None, help="write the metrics (eV units) as JSON")
     return p
@@ -135,16 +153,19 @@ def main(argv=None) -> int:
     try:
         pot = Potential.load(args.model, dtype=args.dtype)
         structures = read_structures(
-            args.data, index=args.index, energy_key=args.energy_key,
-            forces_key=args.forces_key, stress_key=args.stress_key,
-            atomic_numbers=pot.config.atomic_numbers)
+            args.data,
+            index=args.index,
+            energy_key=args.energy_key,
+            forces_key=args.forces_key,
+            stress_key=args.stress_key,
+            atomic_numbers=pot.config.atomic_numbers,
+        )
     except (DataError, ValueError, FileNotFoundError) as e:
         print(f"tace-jax eval: error: {e}", file=sys.stderr)
         return 2
     t0 = time.time()
     metrics, arrays = evaluate_structures(pot, structures, args.batch_size)
-    print(f"{args.model} on {args.data}: {len(structures)} structures "
-          f"({time.time() - t0:.1f} s)")
+    print(f"{args.model} on {args.data}: {len(structures)} structures ({time.time() - t0:.1f} s)")
     print_metrics(metrics)
     if args.json:
         with open(args.json, "w") as f:

@@ -54,8 +54,10 @@ def main(argv=None) -> int:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
         if e.name == module_name:
-            print(f"tace-jax {cmd}: not available in this installation ({module_name} missing)",
-                  file=sys.stderr)
+            print(
+                f"tace-jax {cmd}: not available in this installation ({module_name} missing)",
+                file=sys.stderr,
+            )
             return 2
         raise
     rc = module.main(rest)

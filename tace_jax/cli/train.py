@@ -19,20 +19,26 @@ __all__ = ["main"]
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="tace-jax train", description="Train a TACE model from a YAML config.",
-        epilog="Overrides are key=value (values parsed as YAML; dotted keys for model.*).")
+        prog="tace-jax train",
+        description="Train a TACE model from a YAML config.",
+        epilog="Overrides are key=value (values parsed as YAML; dotted keys for model.*).",
+    )
     p.add_argument("config", nargs="?", help="YAML config file")
     p.add_argument("overrides", nargs="*", help="key=value overrides")
     p.add_argument("--schema", action="store_true", help="print the config JSON schema and exit")
-    p.add_argument("--print-config", action="store_true",
-                   help="print the validated config (YAML) and exit")
-    p.add_argument("--fresh", action="store_true",
-                   help="ignore existing checkpoints in output_dir (resume=false)")
+    p.add_argument(
+        "--print-config", action="store_true", help="print the validated config (YAML) and exit"
+    )
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="ignore existing checkpoints in output_dir (resume=false)",
+    )
     return p
 
 
 def main(argv=None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parser().parse_intermixed_args(argv)
     from tace_jax.data import DataError
     from tace_jax.train.config import ConfigError, load_config, train_config_schema
 

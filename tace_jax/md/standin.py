@@ -103,6 +103,7 @@ class MorsePotential:
         """The same potential computing in ``dtype``."""
         new = object.__new__(MorsePotential)
         new.__dict__.update(self.__dict__)
+        new._fns = {}
         new.dtype = str(np.dtype(dtype))
         new.variables = jax.tree_util.tree_map(lambda x: x.astype(new.dtype), self.variables)
         return new
@@ -112,10 +113,8 @@ class MorsePotential:
 
     def predict(self, atoms, properties=("energy", "forces", "stress")) -> dict:
         """``{"energy": float, "forces": [N,3], "stress": [3,3]}`` (numpy)."""
-        from tace_jax.properties import compute_properties
-
         g = self.graph(atoms)
-        out = compute_properties(self.apply_fn, self.variables, g, tuple(properties))
+        out = self._jitted(("predict", tuple(properties)))(self.variables, g)
         n = len(atoms)
         res = {"energy": float(out["energy"][0])}
         if "forces" in out:
@@ -128,11 +127,21 @@ class MorsePotential:
 
     def hessian(self, atoms) -> np.ndarray:
         """``[N, 3, N, 3]`` eV/Å²."""
-        from tace_jax.properties import hessian
-
         n = len(atoms)
-        h = hessian(self.apply_fn, self.variables, self.graph(atoms), num_atoms=n)
+        h = self._jitted(("hessian", n))(self.variables, self.graph(atoms))
         return np.asarray(h)[:, :, :n, :]
+
+    def _jitted(self, key):
+        from tace_jax.properties import compute_properties, hessian
+
+        cache = self.__dict__.setdefault("_fns", {})
+        if key not in cache:
+            if key[0] == "predict":
+                fn = lambda v, g: compute_properties(self.apply_fn, v, g, key[1])  # noqa: E731
+            else:
+                fn = lambda v, g: hessian(self.apply_fn, v, g, num_atoms=key[1])  # noqa: E731
+            cache[key] = jax.jit(fn)
+        return cache[key]
 
     def jax_md(self, atoms, **kwargs):
         from .jax_md import jax_md_functions

@@ -19,7 +19,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Union
 
 import yaml
 
@@ -56,66 +56,82 @@ class TrainConfig:
     """
 
     # --- data -------------------------------------------------------------------------------
-    train_file: Optional[str] = _f(None, "Training data (extxyz/xyz/npz/...); required.")
-    valid_file: Optional[str] = _f(None, "Validation data; if null, split off valid_fraction.")
-    valid_fraction: float = _f(0.05, "Fraction of train_file used for validation when "
-                               "valid_file is null.", minimum=0.0, maximum=0.9)
-    test_file: Optional[str] = _f(None, "Test data evaluated with the best EMA model at the end.")
+    train_file: str | None = _f(None, "Training data (extxyz/xyz/npz/...); required.")
+    valid_file: str | None = _f(None, "Validation data; if null, split off valid_fraction.")
+    valid_fraction: float = _f(
+        0.05,
+        "Fraction of train_file used for validation when valid_file is null.",
+        minimum=0.0,
+        maximum=0.9,
+    )
+    test_file: str | None = _f(None, "Test data evaluated with the best EMA model at the end.")
     energy_key: str = _f("energy", "Name of the total-energy label in the data files.")
     forces_key: str = _f("forces", "Name of the forces label.")
-    stress_key: Optional[str] = _f("stress", "Name of the stress label (eV/Å³, ASE sign).")
-    virials_key: Optional[str] = _f("virials", "Name of the virials label (eV), if any.")
+    stress_key: str | None = _f("stress", "Name of the stress label (eV/Å³, ASE sign).")
+    virials_key: str | None = _f("virials", "Name of the virials label (eV), if any.")
     data_options: dict = _f({}, "Extra keyword arguments for the dataset reader (e.g. units).")
     # --- model and statistics ----------------------------------------------------------------
     model: dict = _f({}, "TACEConfig fields (cutoff, num_layers, num_channels, ...).")
-    e0s: Any = _f("least_squares", "Atomic reference energies E0: 'least_squares' (fit to the "
-                  "training energies) or a mapping {Z: energy in eV}.")
-    scale_type: Optional[Union[str, float]] = _f(
-        "rms_forces", "Scale σ: rms_forces, rms_forces_by_element, a number, or null (σ = 1).")
-    shift_type: Optional[Union[str, float]] = _f(
-        "mean_delta_energy_per_atom", "Shift μ: mean_delta_energy_per_atom, a number, or null.")
-    avg_num_neighbors: Optional[float] = _f(None, "Override n̄ (default: from the training set).")
+    e0s: Any = _f(
+        "least_squares",
+        "Atomic reference energies E0: 'least_squares' (fit to the "
+        "training energies) or a mapping {Z: energy in eV}.",
+    )
+    scale_type: str | float | None = _f(
+        "rms_forces", "Scale σ: rms_forces, rms_forces_by_element, a number, or null (σ = 1)."
+    )
+    shift_type: str | float | None = _f(
+        "mean_delta_energy_per_atom", "Shift μ: mean_delta_energy_per_atom, a number, or null."
+    )
+    avg_num_neighbors: float | None = _f(None, "Override n̄ (default: from the training set).")
     # --- optimisation ------------------------------------------------------------------------
     batch_size: int = _f(5, "Graphs per optimiser step (all devices together).", minimum=1)
-    valid_batch_size: Optional[int] = _f(None, "Graphs per evaluation batch (default 4×batch).")
+    valid_batch_size: int | None = _f(None, "Graphs per evaluation batch (default 4×batch).")
     max_epochs: int = _f(1000, "Maximum number of epochs.", minimum=1)
-    max_steps: Optional[int] = _f(None, "Stop after this many optimiser steps (optional).")
-    max_time: Optional[float] = _f(None, "Wall-clock budget in seconds for this invocation; "
-                                   "when it runs out, training stops cleanly, checkpoints and "
-                                   "exports.", minimum=0.0)
+    max_steps: int | None = _f(None, "Stop after this many optimiser steps (optional).")
+    max_time: float | None = _f(
+        None,
+        "Wall-clock budget in seconds for this invocation; "
+        "when it runs out, training stops cleanly, checkpoints and "
+        "exports.",
+        minimum=0.0,
+    )
     lr: float = _f(4e-3, "Peak learning rate (AdamW).", exclusiveMinimum=0.0)
     weight_decay: float = _f(1e-8, "Decoupled (AdamW) weight decay.", minimum=0.0)
     amsgrad: bool = _f(False, "Use the AMSGrad variant of Adam.")
-    clip: Optional[float] = _f(1.0, "Global gradient-norm clipping (null/0: off).", minimum=0.0)
-    loss: Literal["mse", "mae", "huber"] = _f("mse", "Loss type; 'huber' uses MACE's "
-                                              "conditional force Huber.")
+    clip: float | None = _f(1.0, "Global gradient-norm clipping (null/0: off).", minimum=0.0)
+    loss: Literal["mse", "mae", "huber"] = _f(
+        "mse", "Loss type; 'huber' uses MACE's conditional force Huber."
+    )
     huber_delta: float = _f(0.01, "Huber δ.", exclusiveMinimum=0.0)
     energy_weight: float = _f(1.0, "Weight of the energy-per-atom term.", minimum=0.0)
     forces_weight: float = _f(8.0, "Weight of the forces term.", minimum=0.0)
-    stress_weight: float = _f(8.0, "Weight of the stress term (used where labels exist).",
-                              minimum=0.0)
+    stress_weight: float = _f(
+        8.0, "Weight of the stress term (used where labels exist).", minimum=0.0
+    )
     virials_weight: float = _f(0.0, "Weight of the virials-per-atom term.", minimum=0.0)
-    ema_decay: Optional[float] = _f(0.995, "EMA decay d (null: no EMA).", minimum=0.0,
-                                    maximum=1.0)
+    ema_decay: float | None = _f(0.995, "EMA decay d (null: no EMA).", minimum=0.0, maximum=1.0)
     scheduler: Literal["plateau", "cosine", "constant"] = _f("plateau", "Learning-rate schedule.")
     warmup_steps: int = _f(0, "Linear warm-up steps (all schedules).", minimum=0)
-    plateau_factor: float = _f(0.5, "Reduce-on-plateau factor.", exclusiveMinimum=0.0,
-                               maximum=1.0)
+    plateau_factor: float = _f(0.5, "Reduce-on-plateau factor.", exclusiveMinimum=0.0, maximum=1.0)
     plateau_patience: int = _f(15, "Reduce-on-plateau patience (evaluations).", minimum=0)
-    min_lr: float = _f(1e-6, "Lower bound of the learning rate (plateau and cosine).",
-                       minimum=0.0)
-    patience: Optional[int] = _f(25, "Early stopping after this many evaluations without "
-                                 "improvement of the validation loss (null: off).", minimum=1)
+    min_lr: float = _f(1e-6, "Lower bound of the learning rate (plateau and cosine).", minimum=0.0)
+    patience: int | None = _f(
+        25,
+        "Early stopping after this many evaluations without "
+        "improvement of the validation loss (null: off).",
+        minimum=1,
+    )
     # --- bookkeeping ---------------------------------------------------------------------------
     eval_every: int = _f(1, "Evaluate on the validation set every this many epochs.", minimum=1)
-    checkpoint_every: int = _f(0, "Also checkpoint every this many steps (0: epoch end only).",
-                               minimum=0)
+    checkpoint_every: int = _f(
+        0, "Also checkpoint every this many steps (0: epoch end only).", minimum=0
+    )
     keep_checkpoints: int = _f(3, "Number of checkpoints kept.", minimum=1)
     resume: bool = _f(True, "Resume from the newest checkpoint in output_dir if present.")
     seed: int = _f(0, "Seed for initialisation, splitting and shuffling.")
     dtype: Literal["float32", "float64"] = _f("float32", "Floating-point precision.")
-    num_devices: Optional[int] = _f(None, "Data-parallel devices (default: all local).",
-                                    minimum=1)
+    num_devices: int | None = _f(None, "Data-parallel devices (default: all local).", minimum=1)
     output_dir: str = _f("runs/tace", "Directory for checkpoints, logs and the exported model.")
     progress: bool = _f(True, "Show a tqdm progress bar.")
 
@@ -184,14 +200,18 @@ def _validate(cfg: TrainConfig) -> None:
             if xlo is not None and value <= xlo:
                 raise ConfigError(f"config key {f.name!r}: {value!r} must be > {xlo}")
     if isinstance(cfg.e0s, str) and cfg.e0s != "least_squares":
-        raise ConfigError(f"config key 'e0s': {cfg.e0s!r} is not 'least_squares' or a mapping "
-                          "{Z: energy}")
-    for name, options in (("scale_type", ("rms_forces", "rms_forces_by_element")),
-                          ("shift_type", ("mean_delta_energy_per_atom",))):
+        raise ConfigError(
+            f"config key 'e0s': {cfg.e0s!r} is not 'least_squares' or a mapping {{Z: energy}}"
+        )
+    for name, options in (
+        ("scale_type", ("rms_forces", "rms_forces_by_element")),
+        ("shift_type", ("mean_delta_energy_per_atom",)),
+    ):
         v = getattr(cfg, name)
         if isinstance(v, str) and v not in options:
-            raise ConfigError(f"config key {name!r}: {v!r} is not one of {options}, a number "
-                              "or null")
+            raise ConfigError(
+                f"config key {name!r}: {v!r} is not one of {options}, a number or null"
+            )
     if not isinstance(cfg.e0s, (str, dict)):
         raise ConfigError(f"config key 'e0s': expected a string or a mapping, got {cfg.e0s!r}")
     known = model_field_names()
@@ -306,8 +326,15 @@ def _json_type(tp) -> dict:
         return {"anyOf": args}
     if origin is Literal:
         return {"enum": list(typing.get_args(tp))}
-    table = {type(None): "null", bool: "boolean", int: "integer", float: "number", str: "string",
-             dict: "object", list: "array"}
+    table = {
+        type(None): "null",
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        str: "string",
+        dict: "object",
+        list: "array",
+    }
     return {"type": table.get(tp, "string")}
 
 
@@ -323,8 +350,12 @@ def _model_schema() -> dict:
         if f.default is not dataclasses.MISSING:
             entry["default"] = _jsonable(f.default)
         props[f.name] = entry
-    return {"type": "object", "description": "TACEConfig fields", "properties": props,
-            "additionalProperties": False}
+    return {
+        "type": "object",
+        "description": "TACEConfig fields",
+        "properties": props,
+        "additionalProperties": False,
+    }
 
 
 def _jsonable(v):

@@ -34,9 +34,9 @@ from jax.sharding import PartitionSpec as P
 
 from .checkpoint import Checkpointer
 from .config import TrainConfig, config_from_dict, load_config
+from .evaluation import cached, epoch_train_metrics, evaluate_loader, potential_class
 from .logger import MetricsLogger
-from .loss import LossConfig, combine_loss
-from .metrics import ErrorAccumulator, format_metrics
+from .metrics import format_metrics
 from .optimizer import PlateauScheduler, make_optimizer, make_schedule
 from .prepare import (
     TrainingData,
@@ -48,32 +48,11 @@ from .prepare import (
     write_run_files,
 )
 from .state import TrainState, create_train_state
-from .step import group_batches, make_eval_step, make_mesh, make_train_step, shard_batch
+from .step import group_batches, make_mesh, make_train_step, shard_batch
 
 __all__ = ["FitResult", "Trainer", "fit"]
 
 _SUM_PREFIXES = ("loss_", "count_", "sae_", "sse_", "n_")
-
-# Jitted functions are reused by later Trainers with identical settings (same model config,
-# statistics, loss, optimiser, schedule and devices), so that e.g. a resumed or repeated run in
-# the same process does not compile again.
-_COMPILED: dict = {}
-
-
-def _cached(key, build: Callable):
-    if key not in _COMPILED:
-        if len(_COMPILED) > 16:
-            _COMPILED.clear()
-        _COMPILED[key] = build()
-    return _COMPILED[key]
-
-
-def _potential_cls():
-    try:
-        from tace_jax.models import Potential
-    except ImportError:
-        from tace_jax.models.potential import Potential
-    return Potential
 
 
 @dataclasses.dataclass
@@ -93,20 +72,6 @@ class FitResult:
     elapsed: float
 
 
-def _train_metrics(step_metrics: list[dict]) -> dict:
-    """Epoch train metrics from the per-step metric dicts (host numpy)."""
-    if not step_metrics:
-        return {}
-    tot = {k: float(np.sum([m[k] for m in step_metrics])) for k in step_metrics[0]}
-    out = {"train_loss": tot["loss"] / len(step_metrics)}
-    for k in tot:
-        if k.startswith("sae_"):
-            q, n = k[4:], max(tot[f"n_{k[4:]}"], 1.0)
-            out[f"train_{q}_mae"] = tot[k] / n
-            out[f"train_{q}_rmse"] = math.sqrt(tot[f"sse_{q}"] / n)
-    return out
-
-
 class Trainer:
     """Stateful driver behind :func:`fit` (exposed for scripting and tests).
 
@@ -119,8 +84,9 @@ class Trainer:
         data: pre-loaded :class:`~tace_jax.train.prepare.TrainingData` (skips reading files).
     """
 
-    def __init__(self, cfg: TrainConfig, callbacks: Sequence[Callable] = (),
-                 data: TrainingData | None = None):
+    def __init__(
+        self, cfg: TrainConfig, callbacks: Sequence[Callable] = (), data: TrainingData | None = None
+    ):
         self.cfg, self.callbacks = cfg, list(callbacks)
         self.t0 = time.time()
         if cfg.dtype == "float64" and not jax.config.jax_enable_x64:
@@ -138,32 +104,64 @@ class Trainer:
         self.statistics, raw_stats = build_statistics(cfg, self.model_cfg, self.data, cache)
         write_run_files(self.out, cfg, self.model_cfg, raw_stats)
         self.train_loader, self.valid_loader, self.test_loaders = make_loaders(
-            cfg, self.model_cfg, self.data, self.num_devices, cache)
+            cfg, self.model_cfg, self.data, self.num_devices, cache
+        )
         self.loss_cfg = build_loss_config(cfg, self.train_loader.properties)
         from tace_jax.models import TACE
 
         self.model = TACE(self.model_cfg, self.statistics, param_dtype=jnp.dtype(cfg.dtype))
         first = self.train_loader.make_batch(self.train_loader.plan(0)[0])
         first = jax.tree.map(jnp.asarray, first)
-        self._key = (self.model_cfg, self.statistics, cfg.dtype,
-                     tuple(d.id for d in self.mesh.devices.flat))
-        init = _cached(("init", *self._key), lambda: jax.jit(self.model.init))
+        self._key = (
+            self.model_cfg,
+            self.statistics,
+            cfg.dtype,
+            tuple(d.id for d in self.mesh.devices.flat),
+        )
+        init = cached(("init", *self._key), lambda: jax.jit(self.model.init))
         variables = init(jax.random.key(cfg.seed), first)
         self.steps_per_epoch = math.ceil(self.train_loader.num_batches(0) / self.num_devices)
-        self.optimizer = make_optimizer(cfg.lr, cfg.weight_decay, cfg.amsgrad, cfg.clip,
-                                        dtype=cfg.dtype)
+        self.optimizer = make_optimizer(
+            cfg.lr, cfg.weight_decay, cfg.amsgrad, cfg.clip, dtype=cfg.dtype
+        )
         total = cfg.max_steps or cfg.max_epochs * self.steps_per_epoch
         self.schedule = make_schedule(cfg.scheduler, cfg.lr, total, cfg.warmup_steps, cfg.min_lr)
         self.state = create_train_state(variables, self.optimizer, cfg.dtype)
         self.repl = NamedSharding(self.mesh, P())
         self.state = jax.device_put(self.state, self.repl)
-        step_key = ("train", *self._key, self.loss_cfg, cfg.lr, cfg.weight_decay, cfg.amsgrad,
-                    cfg.clip, cfg.scheduler, total, cfg.warmup_steps, cfg.min_lr, cfg.ema_decay)
-        self.train_step = _cached(step_key, lambda: make_train_step(
-            self.model.apply, self.optimizer, self.loss_cfg, self.schedule, self.mesh,
-            properties=tuple(self.loss_cfg.active), ema_decay=cfg.ema_decay))
-        self.plateau = PlateauScheduler(cfg.lr, cfg.plateau_factor, cfg.plateau_patience,
-                                        cfg.min_lr, enabled=cfg.scheduler == "plateau")
+        step_key = (
+            "train",
+            *self._key,
+            self.loss_cfg,
+            cfg.lr,
+            cfg.weight_decay,
+            cfg.amsgrad,
+            cfg.clip,
+            cfg.scheduler,
+            total if cfg.scheduler == "cosine" else None,
+            cfg.warmup_steps,
+            cfg.min_lr,
+            cfg.ema_decay,
+        )
+        self.train_step = cached(
+            step_key,
+            lambda: make_train_step(
+                self.model.apply,
+                self.optimizer,
+                self.loss_cfg,
+                self.schedule,
+                self.mesh,
+                properties=tuple(self.loss_cfg.active),
+                ema_decay=cfg.ema_decay,
+            ),
+        )
+        self.plateau = PlateauScheduler(
+            cfg.lr,
+            cfg.plateau_factor,
+            cfg.plateau_patience,
+            cfg.min_lr,
+            enabled=cfg.scheduler == "plateau",
+        )
         self.ckpt = Checkpointer(self.out / "checkpoints", keep=cfg.keep_checkpoints)
         self.logger = MetricsLogger(self.out)
         self.model_path = self.out / "model.tace"
@@ -187,13 +185,20 @@ class Trainer:
     def _meta(self) -> dict:
         self.train_loader.set_epoch(self.epoch, self.step_in_epoch)
         return {
-            "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
-            "loader": self.train_loader.state_dict(), "plateau": self.plateau.state_dict(),
-            "best_loss": self.best, "best_epoch": self.best_epoch, "bad_evals": self.bad_evals,
-            "stopped": self.stopped, "history_rows": len(self.history),
-            "epoch_metrics": [{k: float(v) for k, v in m.items()}
-                              for m in jax.device_get(self.epoch_metrics)],
-            "num_devices": self.num_devices, "config": self.cfg.to_dict(),
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "loader": self.train_loader.state_dict(),
+            "plateau": self.plateau.state_dict(),
+            "best_loss": self.best,
+            "best_epoch": self.best_epoch,
+            "bad_evals": self.bad_evals,
+            "stopped": self.stopped,
+            "history_rows": len(self.history),
+            "epoch_metrics": [
+                {k: float(v) for k, v in m.items()} for m in jax.device_get(self.epoch_metrics)
+            ],
+            "num_devices": self.num_devices,
+            "config": self.cfg.to_dict(),
         }
 
     def save_checkpoint(self) -> None:
@@ -213,58 +218,47 @@ class Trainer:
         self.bad_evals, self.stopped = int(meta["bad_evals"]), meta.get("stopped")
         self.epoch_metrics = [dict(m) for m in meta.get("epoch_metrics", [])]
         if meta.get("num_devices", self.num_devices) != self.num_devices:
-            self.say(f"warning: checkpoint written with {meta['num_devices']} devices, resuming "
-                     f"with {self.num_devices}; the batch grouping differs")
+            self.say(
+                f"warning: checkpoint written with {meta['num_devices']} devices, resuming "
+                f"with {self.num_devices}; the batch grouping differs"
+            )
         from .logger import read_jsonl
 
         if self.logger.jsonl.exists():
             rows = read_jsonl(self.logger.jsonl)[: int(meta.get("history_rows", 0))]
             self.history = rows
             self.logger.truncate_after(rows[-1]["step"] if rows else -1)
-        self.say(f"resumed from checkpoint step {step} (epoch {self.epoch}, batch "
-                 f"{self.step_in_epoch})")
+        self.say(
+            f"resumed from checkpoint step {step} (epoch {self.epoch}, batch {self.step_in_epoch})"
+        )
         return True
 
     # ------------------------------------------------------------------ evaluation
-    def _eval_step(self, loader):
-        props = tuple(p for p in ("energy", "forces", "stress", "virials")
-                      if p == "energy" or p in loader.properties)
-        weights = {k: w for k, w in self.loss_cfg.active.items() if k in loader.properties}
-        loss_cfg = LossConfig(weights=weights or {"energy": 1.0},
-                              loss_type=self.loss_cfg.loss_type,
-                              huber_delta=self.loss_cfg.huber_delta)
-        step = _cached(("eval", *self._key, props, loss_cfg),
-                       lambda: make_eval_step(self.model.apply, loss_cfg, self.mesh, props))
-        return step, loss_cfg
-
     def evaluate(self, loader, variables) -> dict:
         """Errors and loss of ``variables`` on every structure of ``loader`` (eV, Å)."""
-        step_fn, loss_cfg = self._eval_step(loader)
-        acc, total = ErrorAccumulator(), None
-        for stacked, n_real in group_batches(loader.epoch_batches(0), self.num_devices):
-            pred, sums = step_fn(variables, shard_batch(stacked, self.mesh))
-            acc.add_stacked(jax.device_get(pred), stacked, n_real)
-            sums = jax.device_get(sums)
-            total = sums if total is None else {k: total[k] + sums[k] for k in total}
-        metrics = acc.compute()
-        metrics["loss"] = float(combine_loss(total, loss_cfg))
-        return metrics
+        return evaluate_loader(
+            self.model.apply, variables, loader, self.mesh, self.loss_cfg, self._key
+        )
 
     def export(self, variables, path: Path | None = None) -> Path:
         """Save ``variables`` (EMA) as a :class:`~tace_jax.models.Potential` file."""
         path = Path(path or self.model_path)
-        pot = _potential_cls()(self.model_cfg, self.statistics, jax.device_get(variables),
-                               dtype=self.cfg.dtype)
+        pot = potential_class()(
+            self.model_cfg, self.statistics, jax.device_get(variables), dtype=self.cfg.dtype
+        )
         pot.save(path)
         return path
 
     def _end_of_evaluation(self, tag: str, adjust: bool) -> dict:
         """Validate the EMA model, log a row, track the best model, step the plateau."""
         variables = self.state.variables(ema=True)
-        row = {"epoch": self.epoch, "step": self.global_step,
-               "time": round(time.time() - self.t0, 2),
-               "lr": float(jax.device_get(self.schedule(self.state.step) * self.state.lr_scale))}
-        row.update(_train_metrics(jax.device_get(self.epoch_metrics)))
+        row = {
+            "epoch": self.epoch,
+            "step": self.global_step,
+            "time": round(time.time() - self.t0, 2),
+            "lr": float(jax.device_get(self.schedule(self.state.step) * self.state.lr_scale)),
+        }
+        row.update(epoch_train_metrics(jax.device_get(self.epoch_metrics)))
         if self.valid_loader is not None:
             vm = self.evaluate(self.valid_loader, variables)
             self.valid_metrics = vm
@@ -280,8 +274,8 @@ class Trainer:
             self.bad_evals = 0 if improved else self.bad_evals + 1
         if adjust and self.plateau.step(monitor):
             self.state = self.state.replace(
-                lr_scale=jax.device_put(jnp.asarray(self.plateau.scale, self.cfg.dtype),
-                                        self.repl))
+                lr_scale=jax.device_put(jnp.asarray(self.plateau.scale, self.cfg.dtype), self.repl)
+            )
             self.say(f"  reducing learning rate to {self.cfg.lr * self.plateau.scale:.3g}")
         row["best_loss"], row["event"] = self.best, tag
         self.logger.log(row)
@@ -305,23 +299,37 @@ class Trainer:
 
         cfg = self.cfg
         n_batches = self.train_loader.num_batches(self.epoch)
-        bar = tqdm(total=math.ceil(n_batches / self.num_devices),
-                   initial=self.step_in_epoch // self.num_devices, disable=not cfg.progress,
-                   desc=f"epoch {self.epoch}", leave=False, dynamic_ncols=True)
+        bar = tqdm(
+            total=math.ceil(n_batches / self.num_devices),
+            initial=self.step_in_epoch // self.num_devices,
+            disable=not cfg.progress,
+            desc=f"epoch {self.epoch}",
+            leave=False,
+            dynamic_ncols=True,
+        )
         batches = self.train_loader.epoch_batches(self.epoch, self.step_in_epoch)
         try:
             for k, (stacked, n_real) in enumerate(group_batches(batches, self.num_devices)):
                 self.state, m = self.train_step(self.state, shard_batch(stacked, self.mesh))
                 self.step_in_epoch += n_real
                 self.epoch_metrics.append(
-                    {k2: v for k2, v in m.items() if k2 == "loss" or k2.startswith(_SUM_PREFIXES)})
+                    {k2: v for k2, v in m.items() if k2 == "loss" or k2.startswith(_SUM_PREFIXES)}
+                )
                 bar.update(1)
                 if cfg.progress and k % 20 == 0:
                     bar.set_postfix(loss=f"{float(m['loss']):.4g}")
                 step = self.global_step
                 for cb in self.callbacks:
-                    cb("step", {"step": step, "epoch": self.epoch, "metrics": m,
-                                "step_in_epoch": self.step_in_epoch, "state": self.state})
+                    cb(
+                        "step",
+                        {
+                            "step": step,
+                            "epoch": self.epoch,
+                            "metrics": m,
+                            "step_in_epoch": self.step_in_epoch,
+                            "state": self.state,
+                        },
+                    )
                 if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
                     self.save_checkpoint()
                 if cfg.max_steps is not None and step >= cfg.max_steps:
@@ -336,9 +344,11 @@ class Trainer:
         cfg = self.cfg
         if cfg.resume:
             self.restore()
-        self.say(f"tace-jax training: {len(self.data.train)} train / {len(self.data.valid)} "
-                 f"valid structures, {self.n_params} parameters, {self.num_devices} device(s), "
-                 f"{self.steps_per_epoch} steps/epoch, loss {dict(self.loss_cfg.active)}")
+        self.say(
+            f"tace-jax training: {len(self.data.train)} train / {len(self.data.valid)} "
+            f"valid structures, {self.n_params} parameters, {self.num_devices} device(s), "
+            f"{self.steps_per_epoch} steps/epoch, loss {dict(self.loss_cfg.active)}"
+        )
         reason = self.stopped if self.stopped == "early_stopping" else None
         while reason is None and self.epoch < cfg.max_epochs:
             if cfg.max_steps is not None and self.global_step >= cfg.max_steps:
@@ -364,22 +374,34 @@ class Trainer:
         if not self.model_path.exists():
             self.export(self.state.variables(ema=True))
         self.save_checkpoint()
-        self.say(f"stopped ({reason}) after {self.global_step} steps, "
-                 f"{time.time() - self.t0:.1f} s; best model (epoch {self.best_epoch}) -> "
-                 f"{self.model_path}")
+        self.say(
+            f"stopped ({reason}) after {self.global_step} steps, "
+            f"{time.time() - self.t0:.1f} s; best model (epoch {self.best_epoch}) -> "
+            f"{self.model_path}"
+        )
         test_metrics = self.test()
         self.ckpt.close()
         self._log_file.close()
-        pot = _potential_cls().load(self.model_path)
-        return FitResult(self.out, self.model_path, pot, self.state, self.history,
-                         self.valid_metrics, test_metrics, reason, self.global_step,
-                         self.epoch, time.time() - self.t0)
+        pot = potential_class().load(self.model_path)
+        return FitResult(
+            self.out,
+            self.model_path,
+            pot,
+            self.state,
+            self.history,
+            self.valid_metrics,
+            test_metrics,
+            reason,
+            self.global_step,
+            self.epoch,
+            time.time() - self.t0,
+        )
 
     def test(self) -> dict:
         """Evaluate the exported model on every test set; writes ``test_metrics.json``."""
         if not self.test_loaders:
             return {}
-        pot = _potential_cls().load(self.model_path, dtype=self.cfg.dtype)
+        pot = potential_class().load(self.model_path, dtype=self.cfg.dtype)
         variables = jax.device_put(pot.variables, self.repl)
         out = {}
         for name, loader in self.test_loaders.items():
@@ -389,8 +411,12 @@ class Trainer:
         return out
 
 
-def fit(config: TrainConfig | dict | str | Path, overrides: Sequence[str] = (),
-        callbacks: Sequence[Callable] = (), data: TrainingData | None = None) -> FitResult:
+def fit(
+    config: TrainConfig | dict | str | Path,
+    overrides: Sequence[str] = (),
+    callbacks: Sequence[Callable] = (),
+    data: TrainingData | None = None,
+) -> FitResult:
     """Train a TACE model.
 
     Args:

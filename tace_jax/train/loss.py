@@ -62,8 +62,9 @@ class LossConfig:
             if k not in LOSS_PROPERTIES:
                 raise ValueError(f"LossConfig: unknown loss property {k!r}; use {LOSS_PROPERTIES}")
         if self.loss_type not in ("mse", "mae", "huber"):
-            raise ValueError(f"LossConfig: loss_type must be mse, mae or huber, got "
-                             f"{self.loss_type!r}")
+            raise ValueError(
+                f"LossConfig: loss_type must be mse, mae or huber, got {self.loss_type!r}"
+            )
 
     @property
     def active(self) -> dict[str, float]:
@@ -81,8 +82,9 @@ def conditional_huber_delta(ref_forces, delta):
     """MACE's per-atom δ for forces: ``δ·{1, 0.7, 0.4, 0.1}`` by ``‖F_ref‖`` thresholds
     100/200/300 eV/Å. Shape ``[N, 1]``."""
     norm = jnp.linalg.norm(ref_forces, axis=-1, keepdims=True)
-    factor = jnp.where(norm < 100.0, 1.0, jnp.where(norm < 200.0, 0.7,
-                                                    jnp.where(norm < 300.0, 0.4, 0.1)))
+    factor = jnp.where(
+        norm < 100.0, 1.0, jnp.where(norm < 200.0, 0.7, jnp.where(norm < 300.0, 0.4, 0.1))
+    )
     return delta * factor.astype(ref_forces.dtype)
 
 

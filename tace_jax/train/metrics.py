@@ -115,8 +115,10 @@ class ErrorAccumulator:
 
         d = np.asarray(stacked_graph.graph_mask).shape[0]
         for i in range(d if n_real is None else n_real):
-            self.add({k: np.asarray(v)[i] for k, v in pred.items()},
-                     jax.tree.map(lambda x, i=i: np.asarray(x)[i], stacked_graph))
+            self.add(
+                {k: np.asarray(v)[i] for k, v in pred.items()},
+                jax.tree.map(lambda x, i=i: np.asarray(x)[i], stacked_graph),
+            )
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Concatenated arrays (``energy_pred``, ``forces_ref``, ``numbers``, ...)."""
@@ -136,6 +138,7 @@ def format_metrics(m: Mapping[str, float], prefix: str = "") -> str:
         ("stress", "S", "meV/Å³"),
     ):
         if f"{key}_mae" in m:
-            parts.append(f"{label} MAE {1e3 * m[f'{key}_mae']:.2f} RMSE "
-                         f"{1e3 * m[f'{key}_rmse']:.2f} {unit}")
+            parts.append(
+                f"{label} MAE {1e3 * m[f'{key}_mae']:.2f} RMSE {1e3 * m[f'{key}_rmse']:.2f} {unit}"
+            )
     return prefix + ", ".join(parts)

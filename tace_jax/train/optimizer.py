@@ -43,9 +43,7 @@ def make_optimizer(
     """
     return optax.inject_hyperparams(
         _adamw, static_args=("weight_decay", "amsgrad", "clip"), hyperparam_dtype=jnp.dtype(dtype)
-    )(
-        learning_rate=lr, weight_decay=weight_decay, amsgrad=amsgrad, clip=clip
-    )
+    )(learning_rate=lr, weight_decay=weight_decay, amsgrad=amsgrad, clip=clip)
 
 
 def set_learning_rate(opt_state, lr):

@@ -21,8 +21,15 @@ from tace_jax.models import Statistics, TACEConfig
 from .config import ConfigError, TrainConfig
 from .loss import LossConfig
 
-__all__ = ["TrainingData", "build_loss_config", "build_model_config", "build_statistics",
-           "load_data", "make_loaders"]
+__all__ = [
+    "TrainingData",
+    "build_loss_config",
+    "build_model_config",
+    "build_statistics",
+    "load_data",
+    "make_loaders",
+    "resolve_path",
+]
 
 
 @dataclasses.dataclass
@@ -34,15 +41,37 @@ class TrainingData:
     tests: dict[str, list[Structure]]
 
 
+def resolve_path(path: str | None) -> str | None:
+    """``"bundled:<name>"`` → the path of a data set shipped with tace_jax; else unchanged."""
+    if isinstance(path, str) and path.startswith("bundled:"):
+        from tace_jax.data import bundled_dataset_path
+
+        return str(bundled_dataset_path(path.split(":", 1)[1]))
+    return path
+
+
 def load_data(cfg: TrainConfig) -> TrainingData:
-    """Read and split the data files named in ``cfg`` (labels by ``*_key``)."""
+    """Read and split the data files named in ``cfg`` (labels by ``*_key``).
+
+    File names of the form ``bundled:<name>`` refer to the data sets shipped in
+    ``tace_jax/resources`` (``tace_jax.data.list_bundled_datasets()``).
+    """
     if not cfg.train_file:
         raise ConfigError("config key 'train_file' is required")
-    keys = {"energy_key": cfg.energy_key, "forces_key": cfg.forces_key,
-            "stress_key": cfg.stress_key, "virials_key": cfg.virials_key}
+    keys = {
+        "energy_key": cfg.energy_key,
+        "forces_key": cfg.forces_key,
+        "stress_key": cfg.stress_key,
+        "virials_key": cfg.virials_key,
+    }
     splits: DataSplits = load_splits(
-        cfg.train_file, cfg.valid_file, cfg.test_file, valid_fraction=cfg.valid_fraction,
-        seed=cfg.seed, **keys, **cfg.data_options,
+        resolve_path(cfg.train_file),
+        resolve_path(cfg.valid_file),
+        resolve_path(cfg.test_file),
+        valid_fraction=cfg.valid_fraction,
+        seed=cfg.seed,
+        **keys,
+        **cfg.data_options,
     )
     if not splits.train:
         raise ConfigError(f"{cfg.train_file}: no training structures")
@@ -63,13 +92,19 @@ def build_model_config(cfg: TrainConfig, data: TrainingData) -> TACEConfig:
         raise ConfigError(f"model: {e}") from e
 
 
-def build_statistics(cfg: TrainConfig, model_cfg: TACEConfig, data: TrainingData,
-                     neighbor_cache=None) -> tuple[Statistics, dict]:
+def build_statistics(
+    cfg: TrainConfig, model_cfg: TACEConfig, data: TrainingData, neighbor_cache=None
+) -> tuple[Statistics, dict]:
     """Dataset statistics of the training set → (model ``Statistics``, raw dict)."""
     stats = compute_statistics(
-        data.train, model_cfg.atomic_numbers, model_cfg.cutoff,
-        atomic_energies=cfg.e0s, scale_type=cfg.scale_type, shift_type=cfg.shift_type,
-        num_levels=model_cfg.num_levels, neighbors=neighbor_cache,
+        data.train,
+        model_cfg.atomic_numbers,
+        model_cfg.cutoff,
+        atomic_energies=cfg.e0s,
+        scale_type=cfg.scale_type,
+        shift_type=cfg.shift_type,
+        num_levels=model_cfg.num_levels,
+        neighbors=neighbor_cache,
     )
     if cfg.avg_num_neighbors is not None:
         stats["avg_num_neighbors"] = float(cfg.avg_num_neighbors)
@@ -78,38 +113,55 @@ def build_statistics(cfg: TrainConfig, model_cfg: TACEConfig, data: TrainingData
 
 def build_loss_config(cfg: TrainConfig, available: tuple[str, ...]) -> LossConfig:
     """Loss terms with non-zero weight whose labels exist in the training data."""
-    weights = {"energy": cfg.energy_weight, "forces": cfg.forces_weight,
-               "stress": cfg.stress_weight, "virials": cfg.virials_weight}
+    weights = {
+        "energy": cfg.energy_weight,
+        "forces": cfg.forces_weight,
+        "stress": cfg.stress_weight,
+        "virials": cfg.virials_weight,
+    }
     weights = {k: float(w) for k, w in weights.items() if w > 0 and k in available}
     if not weights:
-        raise ConfigError(f"no loss term has both a non-zero weight and labels; labels found: "
-                          f"{list(available)}")
+        raise ConfigError(
+            f"no loss term has both a non-zero weight and labels; labels found: {list(available)}"
+        )
     return LossConfig(weights=weights, loss_type=cfg.loss, huber_delta=cfg.huber_delta)
 
 
-def make_loaders(cfg: TrainConfig, model_cfg: TACEConfig, data: TrainingData,
-                 num_devices: int, neighbor_cache=None):
+def make_loaders(
+    cfg: TrainConfig,
+    model_cfg: TACEConfig,
+    data: TrainingData,
+    num_devices: int,
+    neighbor_cache=None,
+):
     """``(train_loader, valid_loader | None, {name: test_loader})`` (per-device batch sizes)."""
     if cfg.batch_size % num_devices:
-        raise ConfigError(f"batch_size {cfg.batch_size} is not divisible by the {num_devices} "
-                          "devices")
+        raise ConfigError(
+            f"batch_size {cfg.batch_size} is not divisible by the {num_devices} devices"
+        )
     bs = cfg.batch_size // num_devices
     vbs = max(1, (cfg.valid_batch_size or 4 * cfg.batch_size) // num_devices)
-    common = dict(cutoff=model_cfg.cutoff, atomic_numbers=model_cfg.atomic_numbers,
-                  dtype=cfg.dtype, neighbor_cache=neighbor_cache)
+    common = dict(
+        cutoff=model_cfg.cutoff,
+        atomic_numbers=model_cfg.atomic_numbers,
+        dtype=cfg.dtype,
+        neighbor_cache=neighbor_cache,
+    )
     train = GraphLoader(data.train, batch_size=bs, shuffle=True, seed=cfg.seed, **common)
 
     def evaluator(structures):
         if not structures:
             return None
-        return GraphLoader(structures, batch_size=min(vbs, len(structures)), shuffle=False,
-                           **common)
+        return GraphLoader(
+            structures, batch_size=min(vbs, len(structures)), shuffle=False, **common
+        )
 
     return train, evaluator(data.valid), {k: evaluator(v) for k, v in data.tests.items() if v}
 
 
-def write_run_files(output_dir: Path, cfg: TrainConfig, model_cfg: TACEConfig,
-                    raw_stats: dict) -> None:
+def write_run_files(
+    output_dir: Path, cfg: TrainConfig, model_cfg: TACEConfig, raw_stats: dict
+) -> None:
     """Write the resolved config and statistics next to the checkpoints."""
     import yaml
 

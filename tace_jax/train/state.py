@@ -43,14 +43,16 @@ def cast_floats(tree, dtype):
 
     def cast(x):  # always a fresh buffer: the state may be donated to a jitted step
         x = jnp.asarray(x)
-        return jnp.array(x, dtype=dtype if jnp.issubdtype(x.dtype, jnp.floating) else None,
-                         copy=True)
+        return jnp.array(
+            x, dtype=dtype if jnp.issubdtype(x.dtype, jnp.floating) else None, copy=True
+        )
 
     return jax.tree.map(cast, tree)
 
 
-def create_train_state(variables: dict, optimizer: optax.GradientTransformation,
-                       dtype="float32") -> TrainState:
+def create_train_state(
+    variables: dict, optimizer: optax.GradientTransformation, dtype="float32"
+) -> TrainState:
     """A fresh state from model variables (cast to ``dtype``) and an optimiser."""
     variables = cast_floats(variables, dtype)
     params = variables["params"]

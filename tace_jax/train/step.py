@@ -164,9 +164,7 @@ def make_train_step(
     def step(state: TrainState, batch: Graph):
         def loss_fn(params):
             variables = {**state.constants, "params": params}
-            sums = jax.vmap(
-                lambda g: loss_sums(per_batch(variables, g), g, loss_cfg)
-            )(batch)
+            sums = jax.vmap(lambda g: loss_sums(per_batch(variables, g), g, loss_cfg))(batch)
             sums = jax.tree.map(lambda x: jnp.sum(x, axis=0), sums)
             return combine_loss(sums, loss_cfg), sums
 
@@ -177,15 +175,18 @@ def make_train_step(
         params = optax.apply_updates(state.params, updates)
         new_step = state.step + 1
         ema = ema_update(state.ema_params, params, new_step, ema_decay)
-        new_state = state.replace(step=new_step, params=params, ema_params=ema,
-                                  opt_state=opt_state)
+        new_state = state.replace(step=new_step, params=params, ema_params=ema, opt_state=opt_state)
         metrics = {**sums, "loss": loss, "lr": lr, "grad_norm": optax.global_norm(grads)}
         return new_state, metrics
 
     repl = NamedSharding(mesh, P())
     data = NamedSharding(mesh, P("data"))
-    return jax.jit(step, in_shardings=(repl, data), out_shardings=(repl, repl),
-                   donate_argnums=(0,) if donate else ())
+    return jax.jit(
+        step,
+        in_shardings=(repl, data),
+        out_shardings=(repl, repl),
+        donate_argnums=(0,) if donate else (),
+    )
 
 
 def make_eval_step(

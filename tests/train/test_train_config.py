@@ -14,8 +14,20 @@ from tace_jax.train.config import (
 )
 
 REQUIRED_KEYS = (
-    "train_file", "valid_file", "valid_fraction", "test_file", "energy_key", "forces_key",
-    "stress_key", "model", "batch_size", "max_epochs", "max_time", "lr", "seed", "dtype",
+    "train_file",
+    "valid_file",
+    "valid_fraction",
+    "test_file",
+    "energy_key",
+    "forces_key",
+    "stress_key",
+    "model",
+    "batch_size",
+    "max_epochs",
+    "max_time",
+    "lr",
+    "seed",
+    "dtype",
     "output_dir",
 )
 
@@ -62,7 +74,9 @@ def test_bad_values(bad, match):
 
 def test_overrides_and_yaml(tmp_path):
     p = tmp_path / "c.yaml"
-    p.write_text("train_file: a.xyz\nlr: 0.01\nmodel:\n  num_channel: 16\ne0s: {1: -13.6, 8: -2040}\n")
+    p.write_text(
+        "train_file: a.xyz\nlr: 0.01\nmodel:\n  num_channel: 16\ne0s: {1: -13.6, 8: -2040}\n"
+    )
     cfg = load_config(p, ["lr=1e-3", "model.num_layers=1", "max_time=60", "stress_key=null"])
     assert cfg.lr == 1e-3 and cfg.max_time == 60 and cfg.stress_key is None
     assert cfg.model == {"num_channel": 16, "num_layers": 1}

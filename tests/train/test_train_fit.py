@@ -19,8 +19,15 @@ from tace_jax.train import fit
 from tace_jax.train.logger import read_jsonl
 
 TINY_MODEL = {
-    "cutoff": 4.0, "num_layers": 1, "correlation": 2, "num_channel": 4, "lmax_node": 1,
-    "lmax_edge": 1, "radial_hidden": [8], "readout_hidden": [4], "zbl": False,
+    "cutoff": 4.0,
+    "num_layers": 1,
+    "correlation": 2,
+    "num_channel": 4,
+    "lmax_node": 1,
+    "lmax_edge": 1,
+    "radial_hidden": [8],
+    "readout_hidden": [4],
+    "zbl": False,
 }
 
 
@@ -76,13 +83,28 @@ def test_loss_decreases(reference_run):
 def test_outputs(reference_run):
     result, _ = reference_run
     out = result.output_dir
-    for name in ("config.yaml", "statistics.json", "metrics.csv", "metrics.jsonl", "train.log",
-                 "model.tace", "test_metrics.json"):
+    for name in (
+        "config.yaml",
+        "statistics.json",
+        "metrics.csv",
+        "metrics.jsonl",
+        "train.log",
+        "model.tace",
+        "test_metrics.json",
+    ):
         assert (out / name).exists(), name
     rows = read_jsonl(out / "metrics.jsonl")
     assert [r["epoch"] for r in rows] == [0, 1, 2]
-    for key in ("train_loss", "valid_energy_mae", "valid_energy_rmse", "valid_forces_mae",
-                "valid_energy_per_atom_rmse", "valid_forces_H_mae", "valid_forces_O_rmse", "lr"):
+    for key in (
+        "train_loss",
+        "valid_energy_mae",
+        "valid_energy_rmse",
+        "valid_forces_mae",
+        "valid_energy_per_atom_rmse",
+        "valid_forces_H_mae",
+        "valid_forces_O_rmse",
+        "lr",
+    ):
         assert key in rows[0], key
     header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
     assert "valid_forces_C_mae" in header
@@ -132,9 +154,11 @@ def test_resume_is_exact(reference_run, tmp_path):
     assert len(rows) == 2
     resumed = fit(tiny_config(tmp_path))
     assert resumed.steps == ref.steps == 18
-    diff = jax.tree.map(lambda a, b: float(np.max(np.abs(np.asarray(a) - np.asarray(b)))),
-                        (resumed.state.params, resumed.state.ema_params, resumed.state.opt_state),
-                        (ref.state.params, ref.state.ema_params, ref.state.opt_state))
+    diff = jax.tree.map(
+        lambda a, b: float(np.max(np.abs(np.asarray(a) - np.asarray(b)))),
+        (resumed.state.params, resumed.state.ema_params, resumed.state.opt_state),
+        (ref.state.params, ref.state.ema_params, ref.state.opt_state),
+    )
     assert max(jax.tree.leaves(diff)) <= 1e-6
     rows_ref = [r["valid_loss"] for r in ref.history]
     rows_res = [r["valid_loss"] for r in resumed.history]

@@ -14,28 +14,39 @@ from tace_jax.train.loss import (
 )
 
 
-def _batch(rng, n_atoms=(3, 2), has_forces=(True, False), has_stress=(True, True),
-           weight=(1.0, 2.0)):
+def _batch(
+    rng, n_atoms=(3, 2), has_forces=(True, False), has_stress=(True, True), weight=(1.0, 2.0)
+):
     n, g = sum(n_atoms), len(n_atoms)
     d = {
-        "positions": rng.normal(size=(n, 3)), "species": np.zeros(n, int),
-        "numbers": np.ones(n, int), "node_graph": np.repeat(np.arange(g), n_atoms),
-        "senders": np.zeros(0, int), "receivers": np.zeros(0, int), "shifts": np.zeros((0, 3)),
-        "cell": np.zeros((g, 3, 3)), "pbc": np.zeros((g, 3), bool),
+        "positions": rng.normal(size=(n, 3)),
+        "species": np.zeros(n, int),
+        "numbers": np.ones(n, int),
+        "node_graph": np.repeat(np.arange(g), n_atoms),
+        "senders": np.zeros(0, int),
+        "receivers": np.zeros(0, int),
+        "shifts": np.zeros((0, 3)),
+        "cell": np.zeros((g, 3, 3)),
+        "pbc": np.zeros((g, 3), bool),
         "targets": {
-            "energy": rng.normal(size=g), "has_energy": np.ones(g, bool),
-            "forces": rng.normal(size=(n, 3)), "has_forces": np.asarray(has_forces),
-            "stress": rng.normal(size=(g, 3, 3)), "has_stress": np.asarray(has_stress),
+            "energy": rng.normal(size=g),
+            "has_energy": np.ones(g, bool),
+            "forces": rng.normal(size=(n, 3)),
+            "has_forces": np.asarray(has_forces),
+            "stress": rng.normal(size=(g, 3, 3)),
+            "has_stress": np.asarray(has_stress),
             "weight": np.asarray(weight),
         },
     }
     t = d["targets"]
     graph = pad_graph({k: v for k, v in d.items() if k != "targets"}, (8, 4, 3))
     pad = lambda a, size: np.concatenate([a, np.zeros((size - len(a), *a.shape[1:]), a.dtype)])
-    graph = graph.replace(targets={k: pad(np.asarray(v), 8 if k == "forces" else 3)
-                                   for k, v in t.items()})
+    graph = graph.replace(
+        targets={k: pad(np.asarray(v), 8 if k == "forces" else 3) for k, v in t.items()}
+    )
     pred = {
-        "energy": rng.normal(size=3), "forces": rng.normal(size=(8, 3)),
+        "energy": rng.normal(size=3),
+        "forces": rng.normal(size=(8, 3)),
         "stress": rng.normal(size=(3, 3, 3)),
     }
     return graph, pred, d
@@ -44,8 +55,13 @@ def _batch(rng, n_atoms=(3, 2), has_forces=(True, False), has_stress=(True, True
 def _ref(pred, d, kind, delta=0.01):
     t, ng = d["targets"], len(d["targets"]["energy"])
     n_at = np.bincount(d["node_graph"])
-    f = {"mse": lambda e: e**2, "mae": np.abs,
-         "huber": lambda e: np.where(np.abs(e) < delta, 0.5 * e**2, delta * (np.abs(e) - 0.5 * delta))}[kind]
+    f = {
+        "mse": lambda e: e**2,
+        "mae": np.abs,
+        "huber": lambda e: np.where(
+            np.abs(e) < delta, 0.5 * e**2, delta * (np.abs(e) - 0.5 * delta)
+        ),
+    }[kind]
     w = t["weight"]
     e = (pred["energy"][:ng] - t["energy"]) / n_at
     le = np.mean(w * f(e))
@@ -61,8 +77,9 @@ def _ref(pred, d, kind, delta=0.01):
 @pytest.mark.parametrize("kind", ["mse", "mae", "huber"])
 def test_loss_values(rng, kind):
     graph, pred, d = _batch(rng)
-    cfg = LossConfig(weights={"energy": 1.0, "forces": 10.0, "stress": 3.0}, loss_type=kind,
-                     huber_delta=0.5)
+    cfg = LossConfig(
+        weights={"energy": 1.0, "forces": 10.0, "stress": 3.0}, loss_type=kind, huber_delta=0.5
+    )
     sums = loss_sums(pred, graph, cfg)
     le, lf, ls = _ref(pred, d, kind, delta=0.5)
     np.testing.assert_allclose(sums["loss_energy"] / sums["count_energy"], le, rtol=1e-10)
@@ -90,10 +107,20 @@ def test_split_batches_combine_to_global_mean(rng):
     cfg = LossConfig(weights={"energy": 1.0, "forces": 5.0})
     full = loss_sums(pred, graph, cfg)
     # the same data with the second graph masked, plus the complement
-    g_a = graph.replace(targets={**graph.targets, "has_energy": np.array([1, 0, 0], bool),
-                                 "has_forces": np.array([1, 0, 0], bool)})
-    g_b = graph.replace(targets={**graph.targets, "has_energy": np.array([0, 1, 0], bool),
-                                 "has_forces": np.array([0, 1, 0], bool)})
+    g_a = graph.replace(
+        targets={
+            **graph.targets,
+            "has_energy": np.array([1, 0, 0], bool),
+            "has_forces": np.array([1, 0, 0], bool),
+        }
+    )
+    g_b = graph.replace(
+        targets={
+            **graph.targets,
+            "has_energy": np.array([0, 1, 0], bool),
+            "has_forces": np.array([0, 1, 0], bool),
+        }
+    )
     a, b = loss_sums(pred, g_a, cfg), loss_sums(pred, g_b, cfg)
     summed = {k: a[k] + b[k] for k in a}
     np.testing.assert_allclose(combine_loss(summed, cfg), combine_loss(full, cfg), rtol=1e-12)
