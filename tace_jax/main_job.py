@@ -60,7 +60,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-time", type=float, default=None, help="training seconds (default: the config's, 150)"
     )
-    p.add_argument("--fresh", action="store_true", help="ignore checkpoints in --output-dir")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --output-dir (default: start afresh)",
+    )
     p.add_argument("--no-md", action="store_true", help="skip the MD demo")
     p.add_argument("--md-steps", type=int, default=200)
     p.add_argument("overrides", nargs="*", help="extra config overrides key=value")
@@ -76,8 +80,7 @@ def main(argv=None) -> int:
     overrides = [f"output_dir={args.output_dir}", *args.overrides]
     if args.max_time is not None:
         overrides.append(f"max_time={args.max_time}")
-    if args.fresh:
-        overrides.append("resume=false")
+    overrides.append(f"resume={str(args.resume).lower()}")
     cfg = load_config(quickstart_config_path(), overrides)
     data = load_data(cfg)
     result = fit(cfg, data=data)

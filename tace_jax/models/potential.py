@@ -129,7 +129,8 @@ class Potential:
     def init(cls, config: TACEConfig, statistics: Statistics, key, dtype="float32") -> Potential:
         """A randomly initialised model."""
         dt = _as_dtype(dtype)
-        variables = TACE(config, statistics, param_dtype=dt).init(key, _dummy_graph(config))
+        model = TACE(config, statistics, param_dtype=dt)
+        variables = jax.jit(model.init)(key, _dummy_graph(config))  # faster than eager
         return cls(config, statistics, variables, dtype=dt)
 
     @classmethod
@@ -343,6 +344,13 @@ class Potential:
         bad = [p for p in properties if p not in allowed]
         if bad:
             raise ValueError(f"unknown properties {bad}; available: {sorted(allowed)}")
+
+    def jax_md(self, atoms, **kwargs):
+        """jax-md ``(energy_fn, neighbor_fn, shift_fn)`` for ``atoms``; see
+        :func:`tace_jax.md.jax_md.jax_md_functions` (keyword arguments are passed on)."""
+        from tace_jax.md.jax_md import jax_md_functions
+
+        return jax_md_functions(self, atoms, **kwargs)
 
     def hessian(self, atoms, chunk_size: int = 16) -> np.ndarray:
         """Hessian ``∂²E/∂x∂x`` of one structure, ``[n, 3, n, 3]`` in eV/Å² (numpy)."""

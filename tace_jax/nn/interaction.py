@@ -46,22 +46,30 @@ def interaction_paths(
     return coupling_paths(list(input_ranks), range(lmax_edge + 1), lmax_edge, l1l2)
 
 
-def _is_identity(k: np.ndarray) -> bool:
-    return k.shape[0] == k.shape[1] and np.allclose(k, np.eye(k.shape[0]), atol=1e-12, rtol=0)
+def _path_groups(paths, lmax_edge: int) -> list[tuple[int, list[int], np.ndarray]]:
+    """Paths grouped by ``l1`` (contiguous in path order), each with its ``KY`` matrix.
 
-
-def _ky_matrix(paths, ps, l1: int, lmax_edge: int) -> tuple[np.ndarray, list[int]]:
-    """``[Σ_l2 (2l2+1), (2l1+1)·G]`` matrix mapping concatenated harmonics to ``KY[α, (p, γ)]``."""
+    The matrix ``[Σ_{l≤L_e} (2l+1), (2l1+1)·G]`` maps the concatenated harmonics to
+    ``KY[α, (p, γ)]`` for the ``G = Σ_p (2l3_p+1)`` output components of the group.
+    """
     y_off = np.cumsum([0] + [2 * l + 1 for l in range(lmax_edge + 1)])
-    sizes = [2 * paths[p][2] + 1 for p in ps]
-    g_off = np.cumsum([0, *sizes])
-    a = 2 * l1 + 1
-    m = np.zeros((y_off[-1], a, g_off[-1]))
-    for i, p in enumerate(ps):
-        _, l2, l3 = paths[p]
-        kt = coupling_tensor(l1, l2, l3)  # [a, b, g]
-        m[y_off[l2] : y_off[l2 + 1], :, g_off[i] : g_off[i + 1]] = kt.transpose(1, 0, 2)
-    return m.reshape(y_off[-1], a * g_off[-1]), list(g_off)
+    groups: list[tuple[int, list[int], np.ndarray]] = []
+    for p, (l1, _, _) in enumerate(paths):
+        if not groups or groups[-1][0] != l1:
+            groups.append((l1, [], None))
+        groups[-1][1].append(p)
+    out = []
+    for l1, ps, _ in groups:
+        sizes = [2 * paths[p][2] + 1 for p in ps]
+        g_off = np.cumsum([0, *sizes])
+        a = 2 * l1 + 1
+        m = np.zeros((y_off[-1], a, g_off[-1]))
+        for i, p in enumerate(ps):
+            _, l2, l3 = paths[p]
+            kt = coupling_tensor(l1, l2, l3)  # [a, b, g]
+            m[y_off[l2] : y_off[l2 + 1], :, g_off[i] : g_off[i + 1]] = kt.transpose(1, 0, 2)
+        out.append((l1, ps, m.reshape(y_off[-1], a * g_off[-1])))
+    return out
 
 
 def edge_messages(
@@ -71,45 +79,31 @@ def edge_messages(
     paths: Sequence[tuple[int, int, int]],
     lmax_edge: int,
 ) -> jnp.ndarray:
-    """Per-edge messages of every path, flattened.
+    """Per-edge messages of every path.
 
     Args:
         x_send: ``l1 → [S, 2l1+1, C]`` sender features (after Linear_up).
         y_cat: ``[S, Σ_l (2l+1)]`` concatenated harmonics ``Y_0..Y_{L_e}``.
         radial: ``[S, P, C]`` per-path radial weights.
-        paths: the ``P`` paths (order of ``radial``'s path axis).
+        paths: the ``P`` paths (order of ``radial``'s path axis), lexicographic.
         lmax_edge: ``L_e``.
 
     Returns:
-        ``[S, F]``: for each ``l3`` (ascending), each path with that ``l3`` (path order), the
-        ``[2l3+1, C]`` message, flattened.
+        ``[S, Σ_p (2l3_p+1), C]``: the ``[2l3+1, C]`` message of each path, in path order.
     """
     dtype = radial.dtype
-    y_off = np.cumsum([0] + [2 * l + 1 for l in range(lmax_edge + 1)])
-    by_l1: dict[int, list[int]] = {}
-    for p, (l1, _, _) in enumerate(paths):
-        by_l1.setdefault(l1, []).append(p)
-    msgs: dict[int, jnp.ndarray] = {}
-    for l1, ps in by_l1.items():
-        x = x_send[l1]  # [S, a, C]
-        if l1 == 0:
-            for p in ps:
-                _, l2, l3 = paths[p]
-                y = y_cat[:, y_off[l2] : y_off[l2 + 1]]  # [S, 2l2+1]
-                k0 = coupling_tensor(0, l2, l3)[0]
-                if not _is_identity(k0):
-                    y = y @ jnp.asarray(k0, dtype)
-                msgs[p] = y[:, :, None] * (radial[:, p] * x[:, 0])[:, None, :]
-            continue
-        kmat, g_off = _ky_matrix(paths, ps, l1, lmax_edge)
+    n_s, _, c = radial.shape
+    outs = []
+    for l1, ps, kmat in _path_groups(paths, lmax_edge):
         a = 2 * l1 + 1
-        ky = (y_cat @ jnp.asarray(kmat, dtype)).reshape(-1, a, g_off[-1])  # [S, a, G]
-        for i, p in enumerate(ps):
-            kp = ky[:, :, g_off[i] : g_off[i + 1]]
-            t = sum(kp[:, al, :, None] * x[:, al, None, :] for al in range(a))  # [S, g, C]
-            msgs[p] = t * radial[:, p, None, :]
-    order = sorted(range(len(paths)), key=lambda p: (paths[p][2], p))
-    return jnp.concatenate([msgs[p].reshape(msgs[p].shape[0], -1) for p in order], axis=-1)
+        ky = (y_cat @ jnp.asarray(kmat, dtype)).reshape(n_s, a, -1)  # [S, a, G]
+        t = jnp.sum(ky[:, :, :, None] * x_send[l1][:, :, None, :], axis=1)  # [S, G, C]
+        r = jnp.concatenate(
+            [jnp.broadcast_to(radial[:, p, None, :], (n_s, 2 * paths[p][2] + 1, c)) for p in ps],
+            axis=1,
+        )
+        outs.append(t * r)
+    return jnp.concatenate(outs, axis=1)
 
 
 def scan_edges(fn, xs: Sequence[jnp.ndarray], receivers, num_nodes: int, width: int, chunk):
@@ -204,27 +198,21 @@ class Interaction(nn.Module):
         n_nodes = onehot.shape[0]
         paths = interaction_paths(self.input_ranks, self.lmax_edge, self.l1l2)
         n_paths = len(paths)
-        hu = [
-            Linear(c, use_bias=self.bias and l == 0, param_dtype=pd, name=f"linear_up_{l}")(h[l])
+        hu = {
+            l: Linear(c, use_bias=self.bias and l == 0, param_dtype=pd, name=f"linear_up_{l}")(h[l])
             for l in self.input_ranks
-        ]
-        hu_cat = jnp.concatenate(hu, axis=1)  # [N, Σ(2l1+1), C]
-        x_off = np.cumsum([0] + [2 * l + 1 for l in self.input_ranks])
+        }
         widths = (edge_feats.shape[-1], *self.radial_hidden, c * n_paths)
         radial_ws = DenseWeights(widths, "forward", pd, name="radial_net")(dtype)
 
         def chunk_messages(feats, ycat, snd, wgt):
             radial = (mlp_apply(radial_ws, feats) * wgt[:, None]).reshape(-1, n_paths, c)
-            xg = hu_cat[snd]
-            x_send = {
-                l: xg[:, x_off[i] : x_off[i + 1]] for i, l in enumerate(self.input_ranks)
-            }
-            return edge_messages(x_send, ycat, radial, paths, self.lmax_edge)
+            x_send = {l: x[snd] for l, x in hu.items()}
+            msg = edge_messages(x_send, ycat, radial, paths, self.lmax_edge)
+            return msg.reshape(msg.shape[0], -1)
 
-        l3_counts = {}
-        for _, _, l3 in paths:
-            l3_counts[l3] = l3_counts.get(l3, 0) + 1
-        width = sum(n * (2 * l3 + 1) * c for l3, n in l3_counts.items())
+        g_off = np.cumsum([0] + [2 * l3 + 1 for _, _, l3 in paths])
+        width = int(g_off[-1]) * c
         chunk = self.edge_chunk
         if chunk == "auto":
             on_cpu = jax.default_backend() == "cpu"
@@ -236,14 +224,13 @@ class Interaction(nn.Module):
             n_nodes,
             width,
             chunk,
-        )
-        a_basis, off = {}, 0
+        ).reshape(n_nodes, -1, c)  # [N, Σ_p (2l3+1), C]
+        a_basis = {}
         inv_n = 1.0 / self.avg_num_neighbors
-        for l3 in sorted(l3_counts):
-            n_q, g = l3_counts[l3], 2 * l3 + 1
-            x = agg[:, off : off + n_q * g * c].reshape(n_nodes, n_q, g, c)
-            off += n_q * g * c
-            x = x.transpose(0, 2, 1, 3).reshape(n_nodes, g, n_q * c)  # channel index q·C + c
+        for l3 in sorted({p[2] for p in paths}):
+            ps = [p for p in range(n_paths) if paths[p][2] == l3]
+            x = jnp.stack([agg[:, g_off[p] : g_off[p + 1]] for p in ps], axis=2)  # [N, g, n, C]
+            x = x.reshape(n_nodes, 2 * l3 + 1, len(ps) * c)  # channel index q·C + c
             down = Linear(self.num_channel_hidden, param_dtype=pd, name=f"linear_down_{l3}")
             a_basis[l3] = down(x) * inv_n
         for l in range(self.lmax_edge + 1):  # ranks no path reaches (restricted path lists)

@@ -82,20 +82,20 @@ def product_paths(
 
 
 def couple_batched(t: jnp.ndarray, a: jnp.ndarray, l1: int, l2: int, l3: int) -> jnp.ndarray:
-    """Channel-diagonal coupling of a stack ``t [N, n, 2l1+1, C]`` with ``a [N, 2l2+1, C]``.
+    """Channel-diagonal coupling of a stack ``t [N, 2l1+1, n, C]`` with ``a [N, 2l2+1, C]``.
 
-    Returns ``[N, n, 2l3+1, C]`` = ``[t_k ⊗ a]_{l3}`` for every ``k`` (channels last).
+    Returns ``[N, 2l3+1, n, C]`` = ``[t_k ⊗ a]_{l3}`` for every ``k`` (channels last).
     """
     kt = coupling_tensor(l1, l2, l3)
     if l1 == 0 and _is_identity(kt[0]):
-        return t * a[:, None]
+        return t * a[:, :, None, :]
     if l2 == 0 and _is_identity(kt[:, 0]):
-        return t * a[:, None]
+        return t * a[:, :, None, :]
     n_a = 2 * l1 + 1
     # AK[n, α, γ, c] = Σ_β K[α, β, γ] a[n, β, c]: one GEMM over β
     km = jnp.asarray(kt.transpose(0, 2, 1).reshape(-1, kt.shape[1]), t.dtype)  # [(α,γ), β]
     ak = jnp.einsum("gb,nbc->ngc", km, a).reshape(a.shape[0], n_a, 2 * l3 + 1, a.shape[-1])
-    return sum(t[:, :, al, None, :] * ak[:, None, al] for al in range(n_a))
+    return jnp.sum(t[:, :, None, :, :] * ak[:, :, :, None, :], axis=1)
 
 
 def _is_identity(k: np.ndarray) -> bool:
@@ -140,7 +140,7 @@ class Product(nn.Module):
         paths, counts = product_paths(
             self.lmax_edge, self.correlation, self.output_ranks, self.l1l2, self.l3l1
         )
-        basis = {1: {l: a[:, None] for l, a in a_basis.items()}}  # l -> [N, n, 2l+1, C_h]
+        basis = {1: {l: a[:, :, None] for l, a in a_basis.items()}}  # l -> [N, 2l+1, n, C_h]
         for nu in range(2, self.correlation + 1):
             blocks: dict[int, list] = {}
             for l1, l2, l3 in paths[nu]:
@@ -148,7 +148,7 @@ class Product(nn.Module):
                     blocks.setdefault(l3, []).append(
                         couple_batched(basis[nu - 1][l1], a_basis[l2], l1, l2, l3)
                     )
-            basis[nu] = {l: jnp.concatenate(b, axis=1) for l, b in blocks.items()}
+            basis[nu] = {l: jnp.concatenate(b, axis=2) for l, b in blocks.items()}
         out = {}
         for l in self.output_ranks:
             xs, ws, bias = [], [], 0.0
@@ -156,14 +156,14 @@ class Product(nn.Module):
                 n_blocks = counts[nu].get(l, 0)
                 if n_blocks == 0:
                     continue
-                x = basis[nu][l]  # [N, n, g, C_h]
+                x = basis[nu][l]  # [N, g, n, C_h]
                 fan_in = n_blocks * ch
                 w = self.param(
                     f"linears_{nu}_{l}", uniform_sqrt3, (self.num_elements, ch, fan_in), pd
                 )
                 ws.append(w.astype(x.dtype) * (1.0 / math.sqrt(fan_in)))
                 # input channel index = block·C_h + c
-                xs.append(x.transpose(0, 2, 1, 3).reshape(x.shape[0], 2 * l + 1, fan_in))
+                xs.append(x.reshape(x.shape[0], 2 * l + 1, fan_in))
                 if self.bias and l == 0:
                     b = self.param(
                         f"linears_{nu}_{l}_bias", nn.initializers.zeros, (self.num_elements, ch), pd

@@ -162,6 +162,8 @@ class Trainer:
             cfg.min_lr,
             enabled=cfg.scheduler == "plateau",
         )
+        if not cfg.resume:
+            self._start_fresh()
         self.ckpt = Checkpointer(self.out / "checkpoints", keep=cfg.keep_checkpoints)
         self.logger = MetricsLogger(self.out)
         self.model_path = self.out / "model.tace"
@@ -173,6 +175,26 @@ class Trainer:
         self.n_params = sum(int(np.size(x)) for x in jax.tree.leaves(variables["params"]))
 
     # ------------------------------------------------------------------ bookkeeping
+    def _start_fresh(self) -> None:
+        """``resume: false``: discard checkpoints, logs and model of an earlier run here."""
+        import shutil
+
+        old = [
+            p
+            for p in (
+                self.out / "checkpoints",
+                self.out / "metrics.jsonl",
+                self.out / "metrics.csv",
+                self.out / "model.tace",
+                self.out / "test_metrics.json",
+            )
+            if p.exists()
+        ]
+        if old:
+            self.say(f"resume=false: removing the previous run's {[p.name for p in old]}")
+        for p in old:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+
     def say(self, msg: str) -> None:
         print(msg, flush=True)
         self._log_file.write(msg + "\n")

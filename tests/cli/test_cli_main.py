@@ -93,3 +93,23 @@ def test_train_then_eval(tmp_path, capsys):
     assert metrics["n_structures"] == logged["n_structures"] == 16
     assert metrics["forces_mae"] == pytest.approx(logged["forces_mae"], rel=1e-4)
     assert metrics["energy_mae"] == pytest.approx(logged["energy_mae"], rel=1e-2, abs=2e-3)
+
+
+def test_quickstart_main_job(tmp_path, capsys):
+    """The main job's code path with a tiny model and a few seconds of training."""
+    out = tmp_path / "qs"
+    tiny = [
+        "model.num_layers=1",
+        "model.num_channel=4",
+        "model.lmax_node=1",
+        "model.lmax_edge=1",
+        "model.radial_hidden=[8]",
+        "model.readout_hidden=[4]",
+        "data_options={index: '0:20'}",
+        "batch_size=4",
+        "max_epochs=2",
+    ]
+    assert main(["quickstart", "--output-dir", str(out), "--max-time", "30", "--no-md", *tiny]) == 0
+    printed = capsys.readouterr().out
+    assert "test energy MAE" in printed and "trivial baseline" in printed
+    assert (out / "model.tace").exists()

@@ -6,7 +6,6 @@ tests share a few module-scoped potentials and reuse the same property tuples an
 
 from __future__ import annotations
 
-import functools
 import os
 
 import ase
@@ -25,6 +24,7 @@ FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures")
 BASE = ("energy", "node_energy", "forces", "stress", "virials", "scalar_descriptor")
 EDGE = ("edge_forces", "atomic_virials", "atomic_stresses")
 TOL = 1e-9
+SMALL = ("energy", "forces", "stress", "virials", "atomic_virials")
 
 
 def _fixture(variant: str):
@@ -131,64 +131,50 @@ def test_parity_default_hessian(default, system):
     assert np.abs(h - ref).max() <= TOL
 
 
-def test_batching_padding_and_no_retrace(tiny):
-    pot, atoms, z = tiny
-    si8 = atoms["si8"]
-    ref = pot.predict([atoms["hcooh"], si8], BASE)
-    count = pot.trace_count
-    one = pot.predict([atoms["hcooh"], si8], BASE, batch_size=1)
+def test_batching_padding_retrace_invariances_fd(tiny):
+    """One test so that the compiled shapes are shared (compilation dominates the time)."""
+    pot, atoms, _ = tiny
+    si8, hcooh = atoms["si8"], atoms["hcooh"]
+    ref = pot.predict([hcooh, si8], BASE)  # same shape as the parity test
+    one = pot.predict([hcooh, si8], BASE, batch_size=1)  # other budgets, no batching
     for a, b in zip(ref, one):
         for p in BASE:
             np.testing.assert_allclose(a[p], b[p], atol=1e-12, rtol=0, err_msg=p)
-    # bigger budgets: nothing changes
-    graph = pot.graph_from_atoms([atoms["hcooh"], si8], budgets=(192, 640, 4))
-    out = jax.tree.map(np.asarray, pot.compute(graph, BASE))
-    ng = np.asarray(graph.node_graph)
-    for k, r in enumerate(ref):
-        np.testing.assert_allclose(out["energy"][k], r["energy"], atol=1e-12)
-        np.testing.assert_allclose(out["forces"][ng == k], r["forces"], atol=1e-12)
-        np.testing.assert_allclose(out["stress"][k], r["stress"], atol=1e-14)
     # same budgets, new positions: no retrace
     count = pot.trace_count
-    moved = si8.copy()
-    moved.rattle(0.01, seed=5)
-    pot.predict(moved, BASE)
-    after_first = pot.trace_count
-    pot.predict(si8, BASE)
-    pot.predict(moved, BASE)
-    assert pot.trace_count == after_first <= count + 1
-
-
-def test_invariances_and_supercell(tiny):
-    pot, atoms, _ = tiny
-    si8 = atoms["si8"]
-    props = ("energy", "forces", "stress")
-    ref = pot.predict(si8, props)
     rng = np.random.default_rng(0)
     moved = si8.copy()
-    moved.positions += rng.normal(size=3) * 2.0
-    moved.positions[2] += moved.cell[0] - moved.cell[2]
+    moved.positions += rng.normal(size=3) * 2.0  # translation
+    moved.positions[2] += moved.cell[0] - moved.cell[2]  # another periodic image
     wrapped = moved.copy()
     wrapped.wrap()
     perm = rng.permutation(len(si8))
-    res = pot.predict([moved, wrapped, si8[perm]], props)
+    res = pot.predict([moved, wrapped, si8[perm]], BASE, batch_size=1)
+    assert pot.trace_count == count, "same budgets must not retrace"
     for k, r in enumerate(res):
         order = perm if k == 2 else np.arange(len(si8))
-        np.testing.assert_allclose(r["energy"], ref["energy"], atol=1e-10)
-        np.testing.assert_allclose(r["forces"], ref["forces"][order], atol=1e-10)
-        np.testing.assert_allclose(r["stress"], ref["stress"], atol=1e-12)
-    sc = pot.predict(si8.repeat((2, 1, 1)), props)
-    np.testing.assert_allclose(sc["energy"], 2 * ref["energy"], atol=1e-9)
-    np.testing.assert_allclose(sc["forces"], np.tile(ref["forces"], (2, 1)), atol=1e-10)
-    np.testing.assert_allclose(sc["stress"], ref["stress"], atol=1e-12)
+        np.testing.assert_allclose(r["energy"], one[1]["energy"], atol=1e-10)
+        np.testing.assert_allclose(r["forces"], one[1]["forces"][order], atol=1e-10)
+        np.testing.assert_allclose(r["stress"], one[1]["stress"], atol=1e-12)
+    sc = pot.predict(si8.repeat((2, 1, 1)), BASE)
+    np.testing.assert_allclose(sc["energy"], 2 * one[1]["energy"], atol=1e-9)
+    np.testing.assert_allclose(sc["forces"], np.tile(one[1]["forces"], (2, 1)), atol=1e-10)
+    np.testing.assert_allclose(sc["stress"], one[1]["stress"], atol=1e-12)
+    _fd_check(pot, si8, BASE)
 
 
-def _fd_check(pot, atoms, h=1e-4, n_coords=6, seed=0):
-    """Central differences of the energy vs forces (random coordinates) and virials."""
+def _fd_check(pot, atoms, props, h=1e-5, n_coords=6, seed=0):
+    """Central differences of the energy vs forces (random coordinates) and virials.
+
+    Energies come from the same compiled function as the derivatives (no extra compile).
+    """
     graph = pot.graph_from_atoms(atoms)
-    energy = jax.jit(pot.energy_fn(graph))
-    out = jax.tree.map(np.asarray, pot.compute(graph, ("energy", "forces", "virials", "stress")))
+    out = jax.tree.map(np.asarray, pot.compute(graph, props))
     pos, cell = np.asarray(graph.positions), np.asarray(graph.cell)
+
+    def energy(x, c=cell):
+        return float(pot.compute(graph.replace(positions=x, cell=c), props)["energy"][0])
+
     rng = np.random.default_rng(seed)
     for k in rng.choice(3 * len(atoms), n_coords, replace=False):
         d = np.zeros_like(pos)
@@ -201,10 +187,7 @@ def _fd_check(pot, atoms, h=1e-4, n_coords=6, seed=0):
             eps = np.zeros((3, 3))
             eps[a, b] = h / 2
             eps[b, a] += h / 2
-            e = [
-                energy(pos + s * pos @ eps, cell + s * cell @ eps if atoms.pbc.any() else cell)
-                for s in (1.0, -1.0)
-            ]
+            e = [energy(pos + s * pos @ eps, cell + s * cell @ eps) for s in (1.0, -1.0)]
             virial[a, b] = -(e[0] - e[1]) / (2 * h)
     np.testing.assert_allclose(out["virials"][0], virial, atol=1e-7)
     if atoms.pbc.any():
@@ -214,51 +197,50 @@ def _fd_check(pot, atoms, h=1e-4, n_coords=6, seed=0):
         assert np.abs(out["stress"]).max() == 0.0
 
 
-def test_finite_differences(small, tiny):
+def _molecule():
     mol = ase.build.molecule("HCOOH")
     mol.rattle(0.05, seed=2)
-    _fd_check(small, _si())
-    _fd_check(small, mol)
-    _fd_check(tiny[0], tiny[1]["si8"])
+    return mol
 
 
-def test_equivariance_forces_stress_hessian(small, key):
+def test_small_model_fd_equivariance_hessian(small, key):
+    """Finite differences, O(3) equivariance and the Hessian on a small random model."""
+    _fd_check(small, _molecule(), SMALL)
     si = _si()
-    props = ("energy", "forces", "stress", "virials", "atomic_virials")
+    _fd_check(small, si, SMALL)
 
     def model(positions, cell):
         atoms = ase.Atoms(si.numbers, positions=np.asarray(positions), cell=np.asarray(cell))
         atoms.pbc = True
-        res = small.predict(atoms, props)
+        res = small.predict(atoms, SMALL)
         h = small.hessian(atoms, chunk_size=12)
         res["hessian"] = np.transpose(h, (0, 2, 1, 3))
         return {k: np.asarray(v) for k, v in res.items()}
 
     ranks = {"energy": 0, "forces": 1, "stress": 2, "virials": 2, "atomic_virials": 2}
     ranks["hessian"] = 2
+    count = small.trace_count
     err = assert_equivariant(
         model, key, (si.positions, si.cell.array), (1, 1), ranks, atol=1e-10, n_trials=2
     )
     assert err <= 1e-10
-
-
-def test_hessian_symmetric_and_matches_fd(small):
-    si = _si()
+    assert small.trace_count == count + 1  # the Hessian; rotated inputs reuse it
+    # Hessian: symmetric and equal to finite differences of the forces
     n = len(si)
-    h = small.hessian(si, chunk_size=12)
-    assert h.shape == (n, 3, n, 3)
-    hm = h.reshape(3 * n, 3 * n)
+    hm = small.hessian(si, chunk_size=12).reshape(3 * n, 3 * n)
     np.testing.assert_allclose(hm, hm.T, atol=1e-10)
     graph = small.graph_from_atoms(si)
-    forces = jax.jit(
-        lambda pos: small.compute(graph.replace(positions=pos), ("energy", "forces"))["forces"]
-    )
     pos, step = np.asarray(graph.positions), 1e-4
+
+    def forces(x):
+        return np.asarray(small.compute(graph.replace(positions=x), SMALL)["forces"])[:n]
+
     for k in range(3 * n):
         d = np.zeros_like(pos)
         d[k // 3, k % 3] = step
-        fd = -(np.asarray(forces(pos + d)) - np.asarray(forces(pos - d)))[:n] / (2 * step)
+        fd = -(forces(pos + d) - forces(pos - d)) / (2 * step)
         np.testing.assert_allclose(hm[k], fd.reshape(-1), atol=1e-6)
+    assert small.trace_count == count + 1
 
 
 def test_save_load_round_trip(small, tmp_path):
@@ -268,14 +250,16 @@ def test_save_load_round_trip(small, tmp_path):
     loaded = Potential.load(path)
     assert loaded.config == small.config and loaded.statistics == small.statistics
     assert loaded.dtype == np.float64
-    same = jax.tree.map(lambda a, b: np.array_equal(np.asarray(a), np.asarray(b)),
-                        loaded.variables, small.variables)
+    same = jax.tree.map(
+        lambda a, b: np.array_equal(np.asarray(a), np.asarray(b)), loaded.variables, small.variables
+    )
     assert all(jax.tree.leaves(same))
+    assert "Potential(" in repr(loaded) and loaded.num_params == small.num_params > 0
     f32 = Potential.load(path, dtype="float32")
     assert {x.dtype for x in jax.tree.leaves(f32.variables)} == {np.dtype("float32")}
-    mol = ase.build.molecule("CH4")
-    r64 = small.predict(mol, ("energy", "forces"))
-    r32 = f32.predict(mol, ("energy", "forces"))
+    mol = _molecule()
+    r64 = small.predict(mol, SMALL)
+    r32 = f32.predict(mol, SMALL)
     assert r32["forces"].dtype == np.float32
     np.testing.assert_allclose(r32["energy"], r64["energy"], rtol=1e-5)
     np.testing.assert_allclose(r32["forces"], r64["forces"], atol=1e-4)
@@ -329,8 +313,25 @@ def test_bucket():
     assert len(set(sizes)) < 80
 
 
-def test_properties_helpers(small):
-    func = functools.partial(small.predict, properties=("energy",))
-    res = func([ase.build.molecule("CH4"), _si()])
-    assert set(res[0]) == {"energy"} and isinstance(res[1]["energy"], float)
-    assert "Potential(" in repr(small) and small.num_params > 0
+def test_direct_heads_are_split_per_structure():
+    cfg = TACEConfig(
+        atomic_numbers=(1, 6, 8),
+        cutoff=3.0,
+        num_layers=1,
+        correlation=1,
+        num_channel=2,
+        lmax_node=2,
+        lmax_edge=2,
+        radial_hidden=(4,),
+        readout_hidden=(2,),
+        zbl=False,
+        targets=("energy", "direct_forces", "direct_polarizability", "direct_virials"),
+    )
+    pot = Potential.init(cfg, Statistics.default(3), jax.random.key(0), dtype="float64")
+    mols = [ase.build.molecule("CH4"), _molecule()]
+    res = pot.predict(mols, ("energy", "forces"))
+    for mol, r in zip(mols, res):
+        n = len(mol)
+        assert r["forces"].shape == r["direct_forces"].shape == (n, 3)
+        assert r["direct_polarizability"].shape == r["direct_virials"].shape == (3, 3)
+        assert np.abs(r["direct_forces"]).max() > 0

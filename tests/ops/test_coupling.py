@@ -159,6 +159,32 @@ def test_coupling_tensor_is_an_intertwiner(key):
             np.testing.assert_allclose(lhs, rhs, rtol=0, atol=ATOL, err_msg=str((l1, l2, l3)))
 
 
+def test_special_coupling_tensors():
+    """The shortcuts of the compressed ``couple``: K^{(0ll)} = K^{(l0l)} = I, K^{(ll0)} = δ/√3^l."""
+    for l in range(6):
+        np.testing.assert_allclose(coupling_tensor(0, l, l)[0], np.eye(2 * l + 1), atol=1e-14)
+        np.testing.assert_allclose(coupling_tensor(l, 0, l)[:, 0], np.eye(2 * l + 1), atol=1e-14)
+        np.testing.assert_allclose(
+            coupling_tensor(l, l, 0)[..., 0], np.eye(2 * l + 1) / math.sqrt(3**l), atol=1e-14
+        )
+
+
+@pytest.mark.parametrize("path", [(1, 1, 2), (2, 3, 3), (3, 3, 2), (2, 1, 1)])
+def test_contraction_orders_agree(path, seed):
+    """x-shared, y-shared and equal-size inputs (three code paths) give the same result."""
+    l1, l2, l3 = path
+    x = _random_stf((seed, 0), (3, 4), l1)[0]
+    y = _random_stf((seed, 1), (3, 4), l2)[0]
+    kt = coupling_tensor(*path)
+    ref = np.einsum("...a,...b,abc->...c", np.asarray(x), np.asarray(y), kt)
+    np.testing.assert_allclose(couple(x, y, *path), ref, rtol=0, atol=1e-13)
+    ref1 = np.einsum("...a,...b,abc->...c", np.asarray(x), np.asarray(y[:, :1]), kt)
+    np.testing.assert_allclose(couple(x, y[:, :1], *path), ref1, rtol=0, atol=1e-13)
+    ref2 = np.einsum("...a,...b,abc->...c", np.asarray(x[:1, :1]), np.asarray(y), kt)
+    np.testing.assert_allclose(couple(x[:1, :1], y, *path), ref2, rtol=0, atol=1e-13)
+    np.testing.assert_allclose(couple(x[0, 0], y, *path), ref2, rtol=0, atol=1e-13)
+
+
 def test_intertwiner_check_is_live(key):
     """A perturbed K fails the same check (guards against a vacuous test)."""
     rot = np.asarray(random_o3(key, inversion=False))
