@@ -27,7 +27,9 @@ def test_vib_cli(fake_model, tmp_path, capsys):
     struct = tmp_path / "water.xyz"
     ase.io.write(struct, molecule("H2O"))
     png, js = tmp_path / "spec.png", tmp_path / "vib.json"
-    rc = main(["vib", str(fake_model), str(struct), "--relax", "--png", str(png), "--json", str(js)])
+    rc = main(
+        ["vib", str(fake_model), str(struct), "--relax", "--png", str(png), "--json", str(js)]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert "Zero-point energy" in out and "3 normal modes" in out
