@@ -149,9 +149,15 @@ class Simulation:
             return nfns.allocate(R, extra_capacity=extra_capacity, box=box, hint=hint)
         boxes = [None if box is None else box[k] for k in range(R.shape[0])]
         first = [nfns.allocate(R[k], box=boxes[k], hint=hint) for k in range(R.shape[0])]
-        big = max(first, key=lambda nb: nb.max_occupancy)
+        big = max(range(len(first)), key=lambda k: first[k].max_occupancy)
+        if extra_capacity:
+            first[big] = nfns.allocate(
+                R[big], extra_capacity=extra_capacity, box=boxes[big], hint=first[big]
+            )
+        # one capacity for all: update the largest list at every replica's positions (an
+        # overflow there is caught by the first chunk and handled like any other)
         lists = [
-            nfns.allocate(R[k], extra_capacity=extra_capacity, box=boxes[k], hint=big)
+            first[big] if k == big else nfns.update(R[k], first[big], box=boxes[k])
             for k in range(R.shape[0])
         ]
         return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *lists)
@@ -209,7 +215,7 @@ class Simulation:
             hint = self._allocate(st.position, self._box(st))
             if self.batched:  # the stacked hint's capacity is what matters
                 hint = jax.tree_util.tree_map(lambda x: x[0], hint)
-            extra = int(attempt * max(1, hint.max_occupancy // 8))
+            extra = int((attempt + 1) * max(1, hint.max_occupancy // 10))  # headroom
             nb0 = self._allocate(st0.position, self._box(st0), hint=hint, extra_capacity=extra)
         raise RuntimeError(
             f"neighbour list still overflowing after {max_attempts} reallocations at step "

@@ -61,7 +61,6 @@ def test_triclinic_small_and_fractional(pot):
     a.cell[2] += [0.7, 0.2, 0.0]
     assert float(perpendicular_widths(a.cell.array).min()) < 4.0
     _compare(pot, a, "ImageNeighborList")
-    _compare(pot, _si().repeat(2), "NeighborList", fractional_coordinates=True)
     _compare(pot, _si(), "ImageNeighborList", fractional_coordinates=True)
 
 
