@@ -90,7 +90,7 @@ def main(argv=None) -> int:
     print("=" * 72)
     print(
         f"quickstart: {len(data.train)} train / {len(data.valid)} valid frames of rMD17 "
-        f"ethanol, {result.steps} steps, {time.time() - t0:.0f} s total"
+        f"ethanol, {result.steps} steps, {time.time() - t0:.0f} s for data, training and test"
     )
     print("test  " + format_metrics(test))
     print(

@@ -30,7 +30,7 @@ from tace_jax.ops._coupling import _L1L2
 
 from .linear import Linear, element_linear, uniform_sqrt3
 
-__all__ = ["product_paths", "Product", "couple_batched"]
+__all__ = ["product_paths", "product_step", "Product", "couple_batched"]
 
 
 def product_paths(
@@ -84,22 +84,65 @@ def product_paths(
 def couple_batched(t: jnp.ndarray, a: jnp.ndarray, l1: int, l2: int, l3: int) -> jnp.ndarray:
     """Channel-diagonal coupling of a stack ``t [N, 2l1+1, n, C]`` with ``a [N, 2l2+1, C]``.
 
-    Returns ``[N, 2l3+1, n, C]`` = ``[t_k ⊗ a]_{l3}`` for every ``k`` (channels last).
+    Returns ``[N, 2l3+1, n, C]`` = ``[t_k ⊗ a]_{l3}`` for every ``k`` (channels last). Reference
+    implementation of one path; :class:`Product` evaluates all paths sharing ``l1`` at once.
     """
     kt = coupling_tensor(l1, l2, l3)
-    if l1 == 0 and _is_identity(kt[0]):
-        return t * a[:, :, None, :]
-    if l2 == 0 and _is_identity(kt[:, 0]):
-        return t * a[:, :, None, :]
     n_a = 2 * l1 + 1
-    # AK[n, α, γ, c] = Σ_β K[α, β, γ] a[n, β, c]: one GEMM over β
     km = jnp.asarray(kt.transpose(0, 2, 1).reshape(-1, kt.shape[1]), t.dtype)  # [(α,γ), β]
     ak = jnp.einsum("gb,nbc->ngc", km, a).reshape(a.shape[0], n_a, 2 * l3 + 1, a.shape[-1])
     return jnp.sum(t[:, :, None, :, :] * ak[:, :, :, None, :], axis=1)
 
 
-def _is_identity(k: np.ndarray) -> bool:
-    return k.shape[0] == k.shape[1] and np.allclose(k, np.eye(k.shape[0]), atol=1e-12, rtol=0)
+def _group_matrix(path_list, lmax_edge: int) -> tuple[np.ndarray, list[int]]:
+    """For paths sharing ``l1``: ``M[(α, Γ), β_cat]`` with ``Γ`` the concatenated ``γ`` of every
+    path and ``β_cat`` the concatenated components of ``A_0..A_{L_e}``; and the ``Γ`` offsets."""
+    l1 = path_list[0][0]
+    y_off = np.cumsum([0] + [2 * l + 1 for l in range(lmax_edge + 1)])
+    g_off = np.cumsum([0] + [2 * l3 + 1 for _, _, l3 in path_list])
+    m = np.zeros((2 * l1 + 1, g_off[-1], y_off[-1]))
+    for i, (_, l2, l3) in enumerate(path_list):
+        kt = coupling_tensor(l1, l2, l3)  # [α, β, γ]
+        m[:, g_off[i] : g_off[i + 1], y_off[l2] : y_off[l2 + 1]] = kt.transpose(0, 2, 1)
+    return m.reshape(-1, y_off[-1]), list(g_off)
+
+
+def product_step(
+    prev: dict[int, jnp.ndarray], a_cat: jnp.ndarray, path_list, lmax_edge: int
+) -> dict[int, jnp.ndarray]:
+    """One correlation step ``𝔅⁽ᵛ⁻¹⁾ → 𝔅⁽ᵛ⁾``.
+
+    Args:
+        prev: ``l1 → [N, 2l1+1, n, C]`` (the tensors of ``𝔅⁽ᵛ⁻¹⁾_{l1}`` along axis 2).
+        a_cat: ``[N, Σ_l (2l+1), C]`` concatenated A-basis.
+        path_list: the ordered paths ``𝒬_ν``.
+        lmax_edge: ``L_e``.
+
+    Returns:
+        ``l3 → [N, 2l3+1, n', C]`` with blocks in insertion order (path-major, then tensor).
+    """
+    n_nodes, _, c = a_cat.shape
+    groups: dict[int, list[int]] = {}
+    for i, (l1, _, _) in enumerate(path_list):
+        if l1 in prev:
+            groups.setdefault(l1, []).append(i)
+    results: dict[int, jnp.ndarray] = {}
+    for l1, idx in groups.items():
+        plist = [path_list[i] for i in idx]
+        m, g_off = _group_matrix(plist, lmax_edge)
+        a = 2 * l1 + 1
+        # AK[n, α, Γ, c] = Σ_β M[(α, Γ), β] A[n, β, c]: one GEMM per l1
+        ak = jnp.einsum("xb,nbc->nxc", jnp.asarray(m, a_cat.dtype), a_cat)
+        ak = ak.reshape(n_nodes, a, g_off[-1], c)
+        t = prev[l1]  # [N, α, k, C]
+        out = jnp.sum(t[:, :, None, :, :] * ak[:, :, :, None, :], axis=1)  # [N, Γ, k, C]
+        for j, i in enumerate(idx):
+            results[i] = out[:, g_off[j] : g_off[j + 1]]
+    blocks: dict[int, list] = {}
+    for i, (_, _, l3) in enumerate(path_list):
+        if i in results:
+            blocks.setdefault(l3, []).append(results[i])
+    return {l3: jnp.concatenate(b, axis=2) for l3, b in blocks.items()}
 
 
 class Product(nn.Module):
@@ -141,14 +184,9 @@ class Product(nn.Module):
             self.lmax_edge, self.correlation, self.output_ranks, self.l1l2, self.l3l1
         )
         basis = {1: {l: a[:, :, None] for l, a in a_basis.items()}}  # l -> [N, 2l+1, n, C_h]
+        a_cat = jnp.concatenate([a_basis[l] for l in range(self.lmax_edge + 1)], axis=1)
         for nu in range(2, self.correlation + 1):
-            blocks: dict[int, list] = {}
-            for l1, l2, l3 in paths[nu]:
-                if l1 in basis[nu - 1]:
-                    blocks.setdefault(l3, []).append(
-                        couple_batched(basis[nu - 1][l1], a_basis[l2], l1, l2, l3)
-                    )
-            basis[nu] = {l: jnp.concatenate(b, axis=2) for l, b in blocks.items()}
+            basis[nu] = product_step(basis[nu - 1], a_cat, paths[nu], self.lmax_edge)
         out = {}
         for l in self.output_ranks:
             xs, ws, bias = [], [], 0.0

@@ -36,14 +36,19 @@ def test_hessian_symmetric_and_matches_fd(apply_fn, toy_vars, build, si, mol):
 
 def test_hessian_chunks_batches_and_rows(apply_fn, toy_vars, build, si, mol, key):
     graph = build([mol, si])
-    full = np.asarray(hessian(apply_fn, toy_vars, graph, chunk_size=64))
-    other = np.asarray(hessian(apply_fn, toy_vars, graph, chunk_size=7))
-    np.testing.assert_allclose(full, other, atol=1e-12)
+    hess = jax.jit(
+        functools.partial(hessian, apply_fn), static_argnames=("chunk_size", "num_atoms")
+    )
+    full = np.asarray(hess(toy_vars, graph, chunk_size=64))
+    assert full.shape == (graph.num_nodes, 3, graph.num_nodes, 3)
+    other = np.asarray(hess(toy_vars, graph, chunk_size=7, num_atoms=13))
+    np.testing.assert_allclose(full[:13], other, atol=1e-12)
+    assert np.abs(full[13:]).max() == 0.0
     blocks = split_hessian(full, graph)
     assert [b.shape for b in blocks] == [(5, 3, 5, 3), (8, 3, 8, 3)]
     for atoms, block in zip((mol, si), blocks):
         g1 = build(atoms)
-        alone = np.asarray(hessian(apply_fn, toy_vars, g1, num_atoms=len(atoms)))
+        alone = np.asarray(hess(toy_vars, g1, chunk_size=64, num_atoms=len(atoms)))
         np.testing.assert_allclose(block, alone[:, :, : len(atoms)], atol=1e-12)
     # no coupling between graphs
     assert np.abs(full[:5, :, 5:13]).max() == 0.0
