@@ -94,13 +94,14 @@ def edge_messages(
     dtype = radial.dtype
     n_s, _, c = radial.shape
     outs = []
+    # split (not slices): its transpose is one concatenate instead of a pad per piece
+    r_paths = jnp.split(radial, radial.shape[1], axis=1)  # P × [S, 1, C]
     for l1, ps, kmat in _path_groups(paths, lmax_edge):
         a = 2 * l1 + 1
         ky = (y_cat @ jnp.asarray(kmat, dtype)).reshape(n_s, a, -1)  # [S, a, G]
         t = jnp.sum(ky[:, :, :, None] * x_send[l1][:, :, None, :], axis=1)  # [S, G, C]
         r = jnp.concatenate(
-            [jnp.broadcast_to(radial[:, p, None, :], (n_s, 2 * paths[p][2] + 1, c)) for p in ps],
-            axis=1,
+            [jnp.broadcast_to(r_paths[p], (n_s, 2 * paths[p][2] + 1, c)) for p in ps], axis=1
         )
         outs.append(t * r)
     return jnp.concatenate(outs, axis=1)
@@ -227,9 +228,10 @@ class Interaction(nn.Module):
         ).reshape(n_nodes, -1, c)  # [N, Σ_p (2l3+1), C]
         a_basis = {}
         inv_n = 1.0 / self.avg_num_neighbors
+        pieces = jnp.split(agg, g_off[1:-1], axis=1)
         for l3 in sorted({p[2] for p in paths}):
             ps = [p for p in range(n_paths) if paths[p][2] == l3]
-            x = jnp.stack([agg[:, g_off[p] : g_off[p + 1]] for p in ps], axis=2)  # [N, g, n, C]
+            x = jnp.stack([pieces[p] for p in ps], axis=2)  # [N, g, n, C]
             x = x.reshape(n_nodes, 2 * l3 + 1, len(ps) * c)  # channel index q·C + c
             down = Linear(self.num_channel_hidden, param_dtype=pd, name=f"linear_down_{l3}")
             a_basis[l3] = down(x) * inv_n

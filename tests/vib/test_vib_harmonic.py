@@ -14,6 +14,7 @@ from tace_jax.calculator import TACECalculator
 from tace_jax.md import MorsePotential
 from tace_jax.vib import (
     harmonic_analysis,
+    ir_intensities,
     lorentzian_spectrum,
     plot_spectrum,
     rigid_body_vectors,
@@ -51,6 +52,12 @@ def test_diatomic_spring_analytic():
     d = res.modes[0]  # Cartesian displacements: opposite, inversely proportional to the mass
     assert np.linalg.norm(d) == pytest.approx(1.0)
     assert d[0, 2] / d[1, 2] == pytest.approx(-m2 / m1, rel=1e-10)
+    # IR: charges ±q moving along the bond; dμ/dQ = q·(1/m1 + 1/m2)·sqrt(μ)
+    q = 0.7
+    born = np.stack([q * np.eye(3), -q * np.eye(3)])
+    inten = ir_intensities(born, res, [m1, m2])
+    expect_ir = (q * (1 / m1 + 1 / m2) * np.sqrt(mu)) ** 2
+    assert inten[0] == pytest.approx(expect_ir, rel=1e-10)
 
 
 def test_rigid_body_ranks():
