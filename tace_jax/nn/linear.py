@@ -160,18 +160,18 @@ class DenseWeights(nn.Module):
 
     Attributes:
         widths: ``[in, h1, …, out]``.
-        init: ``"forward"`` or ``"backward"`` (see :func:`mlp_alphas`).
+        init_mode: ``"forward"`` or ``"backward"`` (see :func:`mlp_alphas`).
         param_dtype: storage dtype.
     """
 
     widths: Sequence[int]
-    init: str = "forward"
+    init_mode: str = "forward"
     param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, dtype) -> list[jnp.ndarray]:
         ws = []
-        for k, a in enumerate(mlp_alphas(self.widths, self.init)):
+        for k, a in enumerate(mlp_alphas(self.widths, self.init_mode)):
             shape = (self.widths[k], self.widths[k + 1])
             w = self.param(f"weight_{k}", uniform_sqrt3, shape, self.param_dtype)
             ws.append(w.astype(dtype) * a)
@@ -183,20 +183,20 @@ class MLP(nn.Module):
 
     Attributes:
         features: widths of every layer (hidden ones and the output).
-        init: ``"forward"`` or ``"backward"`` α scaling (see :func:`mlp_alphas`).
+        init_mode: ``"forward"`` or ``"backward"`` α scaling (see :func:`mlp_alphas`).
         param_dtype: storage dtype.
 
     Parameters ``weight_k [fan_in, fan_out]`` (torch ``mlp.{2k}.weight``).
     """
 
     features: Sequence[int]
-    init: str = "forward"
+    init_mode: str = "forward"
     param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         widths = [x.shape[-1], *self.features]
-        alphas = mlp_alphas(widths, self.init)
+        alphas = mlp_alphas(widths, self.init_mode)
         ws = []
         for k, a in enumerate(alphas):
             w = self.param(f"weight_{k}", uniform_sqrt3, (widths[k], widths[k + 1]), self.param_dtype)
