@@ -7,7 +7,7 @@ Run it with ``python -m tace_jax.main_job`` or ``tace-jax quickstart``. It
    seconds (default 150 s; a few minutes in total on 2 CPU cores);
 2. evaluates the best EMA model on the 200 bundled test frames and prints the energy MAE (meV)
    and force MAE (meV/Å) next to a trivial baseline (mean energy, zero forces);
-3. saves the model to ``<output-dir>/model.tace`` (load it with
+3. saves the model to ``<output-dir>/model`` (load it with
    ``tace_jax.models.Potential.load``);
 4. runs a short NVE molecular-dynamics demo with the trained model if ``tace_jax.md`` provides
    ``run_md_demo`` (skip with ``--no-md``).

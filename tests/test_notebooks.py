@@ -35,7 +35,7 @@ def test_quickstart_notebook(tmp_path, monkeypatch):
         "TACE_JAX_NB_OUT": tmp_path / "out",
     }
     nb = _execute("quickstart.ipynb", tmp_path, monkeypatch, env)
-    assert (tmp_path / "out" / "train" / "model.tace").exists()
+    assert (tmp_path / "out" / "train" / "model").exists()
     assert (tmp_path / "out" / "ethanol_spectrum.png").exists()
     text = "".join(
         o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])

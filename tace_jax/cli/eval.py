@@ -2,7 +2,7 @@
 
 Example::
 
-    tace-jax eval runs/tace/model.tace test.xyz --out parity.png --json metrics.json
+    tace-jax eval runs/tace/model test.xyz --out parity.png --json metrics.json
     tace-jax eval model.tace rmd17_ethanol_test_01.npz --index 0:200
 
 Prints MAE/RMSE of energy (total and per atom), forces (all and per element) and stress in
@@ -121,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tace-jax eval", description="Evaluate a saved model on a labelled data file."
     )
-    p.add_argument("model", help="model file written by training (model.tace)")
+    p.add_argument("model", help="model file written by training (<output_dir>/model)")
     p.add_argument("data", help="data file (extxyz, xyz, npz, ase db, ...)")
     p.add_argument("--energy-key", default="energy")
     p.add_argument("--forces-key", default="forces")

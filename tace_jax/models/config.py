@@ -110,8 +110,15 @@ class TACEConfig:
             raise _err("atomic_numbers", f"must be sorted ascending, got {list(z)}")
         if not self.cutoff > 0:
             raise _err("cutoff", f"must be > 0, got {self.cutoff}")
-        for name in ("num_layers", "correlation", "num_channel", "num_channel_hidden",
-                     "num_radial_basis", "polynomial_cutoff", "num_levels"):
+        for name in (
+            "num_layers",
+            "correlation",
+            "num_channel",
+            "num_channel_hidden",
+            "num_radial_basis",
+            "polynomial_cutoff",
+            "num_levels",
+        ):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise _err(name, f"must be an integer >= 1, got {v!r}")
@@ -145,7 +152,8 @@ class TACEConfig:
         if need > self.lmax_node:
             heads = [t for t in self.targets if max(DIRECT_HEAD_RANKS[t]) > self.lmax_node]
             raise _err(
-                "lmax_node", f"heads {heads} need rank {need} node features, but L_n = {self.lmax_node}"
+                "lmax_node",
+                f"heads {heads} need rank {need} node features, but L_n = {self.lmax_node}",
             )
         if self.use_multi_head and self.num_levels < 2:
             raise _err("use_multi_head", "needs num_levels >= 2")

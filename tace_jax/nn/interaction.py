@@ -184,7 +184,7 @@ class Interaction(nn.Module):
         edge_weight: jnp.ndarray,
         onehot: jnp.ndarray,
     ) -> tuple[dict[int, jnp.ndarray], dict[int, jnp.ndarray]]:
-        """Return ``(A, s)``: A-basis ``l → [N, 2l+1, C_h]`` and self-connection ``l → [N, 2l+1, C]``.
+        """Return ``(A, s)``: A-basis ``l → [N, 2l+1, C_h]``, self-connection ``l → [N, 2l+1, C]``.
 
         Args:
             h: node features ``l → [N, 2l+1, C]`` for the input ranks.

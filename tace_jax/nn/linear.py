@@ -199,6 +199,8 @@ class MLP(nn.Module):
         alphas = mlp_alphas(widths, self.init_mode)
         ws = []
         for k, a in enumerate(alphas):
-            w = self.param(f"weight_{k}", uniform_sqrt3, (widths[k], widths[k + 1]), self.param_dtype)
+            w = self.param(
+                f"weight_{k}", uniform_sqrt3, (widths[k], widths[k + 1]), self.param_dtype
+            )
             ws.append(w.astype(x.dtype) * a)
         return mlp_apply(ws, x)

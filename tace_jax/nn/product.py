@@ -178,7 +178,9 @@ class Product(nn.Module):
     param_dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, a_basis: dict[int, jnp.ndarray], onehot: jnp.ndarray) -> dict[int, jnp.ndarray]:
+    def __call__(
+        self, a_basis: dict[int, jnp.ndarray], onehot: jnp.ndarray
+    ) -> dict[int, jnp.ndarray]:
         """``a_basis``: ``l → [N, 2l+1, C_h]`` for ``l = 0..L_e``; returns ``l → [N, 2l+1, C]``."""
         ch, pd = self.num_channel_hidden, self.param_dtype
         paths, counts = product_paths(

@@ -7,7 +7,7 @@ Output directory layout::
     <output_dir>/metrics.jsonl/.csv one row per evaluation (train + valid metrics, lr, time)
     <output_dir>/train.log          the printed log
     <output_dir>/checkpoints/<step> orbax checkpoints (last ``keep_checkpoints``)
-    <output_dir>/model.tace         best EMA model (Potential.save; load with Potential.load)
+    <output_dir>/model              best EMA model (Potential.save; load with Potential.load)
     <output_dir>/test_metrics.json  test errors of the exported model
 
 Resuming (``resume: true``, the default) continues from the newest complete checkpoint exactly
@@ -166,7 +166,7 @@ class Trainer:
             self._start_fresh()
         self.ckpt = Checkpointer(self.out / "checkpoints", keep=cfg.keep_checkpoints)
         self.logger = MetricsLogger(self.out)
-        self.model_path = self.out / "model.tace"
+        self.model_path = self.out / "model"
         self.epoch = self.step_in_epoch = self.bad_evals = 0
         self.best, self.best_epoch, self.stopped = float("inf"), -1, None
         self.epoch_metrics: list[dict] = []
@@ -185,7 +185,7 @@ class Trainer:
                 self.out / "checkpoints",
                 self.out / "metrics.jsonl",
                 self.out / "metrics.csv",
-                self.out / "model.tace",
+                self.out / "model",
                 self.out / "test_metrics.json",
             )
             if p.exists()

@@ -67,13 +67,13 @@ def test_train_then_eval(tmp_path, capsys):
     cfg.write_text(TINY_YAML.format(out=out))
     assert main(["train", str(cfg), "max_time=60"]) == 0
     printed = capsys.readouterr().out
-    assert "test [" in printed and (out / "model.tace").exists()
+    assert "test [" in printed and (out / "model").exists()
     png, js = tmp_path / "parity.png", tmp_path / "m.json"
     data = str(bundled_dataset_path("rmd17_ethanol_test"))
     rc = main(
         [
             "eval",
-            str(out / "model.tace"),
+            str(out / "model"),
             data,
             "--index",
             "0:16",
@@ -112,4 +112,4 @@ def test_quickstart_main_job(tmp_path, capsys):
     assert main(["quickstart", "--output-dir", str(out), "--max-time", "30", "--no-md", *tiny]) == 0
     printed = capsys.readouterr().out
     assert "test energy MAE" in printed and "trivial baseline" in printed
-    assert (out / "model.tace").exists()
+    assert (out / "model").exists()

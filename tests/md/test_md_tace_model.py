@@ -2,7 +2,7 @@
 
 Default: the tiny reference fixture (``tests/fixtures/tace_tiny_l2``) through jax-md equals
 ``Potential.predict``. Slow (``-m slow``, run by hand; numbers printed with ``-s``): a model
-trained on rMD17 ethanol (``$TACE_JAX_MD_MODEL``, else ``runs/quickstart/model.tace``, else a
+trained on rMD17 ethanol (``$TACE_JAX_MD_MODEL``, else ``runs/quickstart/model``, else a
 90 s quick training with the quickstart config) for energy conservation over 10 ps, jax-md vs
 ASE, Hessian vs finite differences, frequencies vs ``ase.vibrations``, neighbour overflow under
 compression, and a parameter gradient of a trajectory.
@@ -70,7 +70,7 @@ def test_tiny_model_small_cell_matches_predict():
 def trained(tmp_path_factory):
     from tace_jax.md.io import load_potential
 
-    path = os.environ.get("TACE_JAX_MD_MODEL", "runs/quickstart/model.tace")
+    path = os.environ.get("TACE_JAX_MD_MODEL", "runs/quickstart/model")
     if not pathlib.Path(path).exists():
         from tace_jax.main_job import quickstart_config_path
         from tace_jax.train import fit, load_config

@@ -28,7 +28,7 @@ TOL = 1e-10
 BUDGETS = {"tiny_l2": (16, 512, 3), "default": (32, 2304, 3)}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _setup(variant: str):
     cfg, stats, variables = load_reference(*fixture_paths(variant))
     variables = jax.tree.map(jnp.asarray, variables)

@@ -179,7 +179,9 @@ def test_multi_level_and_multi_head(key):
     cfg = TACEConfig(
         atomic_numbers=(1, 6, 8), num_levels=2, use_multi_head=True, **{**SMALL, "zbl": False}
     )
-    stats = Statistics([[0.0, 0.0, 0.0], [1.0, 2.0, 3.0]], [[1.0] * 3, [2.0] * 3], [[0.0] * 3] * 2, 2.0)
+    stats = Statistics(
+        [[0.0, 0.0, 0.0], [1.0, 2.0, 3.0]], [[1.0] * 3, [2.0] * 3], [[0.0] * 3] * 2, 2.0
+    )
     model = TACE(cfg, stats)
     mol = _atoms(False)
     dicts = []
@@ -241,7 +243,9 @@ def _formula(cfg: TACEConfig) -> int:
             total += sum(zn * c * ch + beta * (l == 0) * zn * c for l in outs)
         widths = [cfg.num_radial_basis, *cfg.radial_hidden, c * len(paths)]
         total += sum(a * b for a, b in zip(widths[:-1], widths[1:]))
-        _, counts = product_paths(cfg.lmax_edge, cfg.correlation, outs, cfg.prod_l1l2, cfg.prod_l3l1)
+        _, counts = product_paths(
+            cfg.lmax_edge, cfg.correlation, outs, cfg.prod_l1l2, cfg.prod_l3l1
+        )
         for nu in range(1, cfg.correlation + 1):
             for l in outs:
                 if counts[nu].get(l, 0):
@@ -251,9 +255,7 @@ def _formula(cfg: TACEConfig) -> int:
     return total
 
 
-@pytest.mark.parametrize(
-    "zs,expected", [((1, 6, 8), 1_187_664), ((1, 6, 7, 8), 1_533_648)]
-)
+@pytest.mark.parametrize("zs,expected", [((1, 6, 8), 1_187_664), ((1, 6, 7, 8), 1_533_648)])
 def test_parameter_count_reference_yaml(zs, expected):
     cfg = TACEConfig(atomic_numbers=zs)
     assert _count_params(cfg) == expected

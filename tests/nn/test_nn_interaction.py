@@ -85,7 +85,9 @@ def _setup(key, input_ranks, le=3, c=4, n=6, n_e=20):
 
     unit, r = safe_normalize(vec)
     y_cat = jnp.concatenate(cartesian_harmonics(unit, le, normalize=False), -1)
-    variables = mod.init(key, h, radial_features(r, 5.0, 8, 5), y_cat, senders, receivers, mask, onehot)
+    variables = mod.init(
+        key, h, radial_features(r, 5.0, 8, 5), y_cat, senders, receivers, mask, onehot
+    )
     variables = jax.tree.map(lambda a: a + 0.1, variables)
     return run, variables, h, vec
 

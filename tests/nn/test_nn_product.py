@@ -1,4 +1,5 @@
-"""Product basis: path lists and counts, insertion order vs the recursive definition, equivariance."""
+"""Product basis: path lists and counts, insertion order vs the recursive definition,
+equivariance."""
 
 from __future__ import annotations
 
@@ -52,7 +53,10 @@ def _reference_basis(a, le, nu_max, outs):
 
 def test_insertion_order(key):
     le, c, n = 2, 3, 4
-    a = {l: jax.random.normal(jax.random.fold_in(key, l), (n, c, 2 * l + 1), jnp.float64) for l in range(le + 1)}
+    a = {
+        l: jax.random.normal(jax.random.fold_in(key, l), (n, c, 2 * l + 1), jnp.float64)
+        for l in range(le + 1)
+    }
     ref = _reference_basis(a, le, 3, (0, 1, 2))
     paths, _ = product_paths(le, 3, (0, 1, 2))
     a_cl = {l: jnp.swapaxes(x, 1, 2) for l, x in a.items()}  # channels last
@@ -69,7 +73,8 @@ def test_insertion_order(key):
     t = basis[2][1]
     one = couple_batched(t, a_cl[2], 1, 2, 3 if le >= 3 else 1)
     np.testing.assert_allclose(
-        one[:, :, 0, :], jnp.swapaxes(couple(jnp.swapaxes(t[:, :, 0], 1, 2), a[2], 1, 2, 1), 1, 2),
+        one[:, :, 0, :],
+        jnp.swapaxes(couple(jnp.swapaxes(t[:, :, 0], 1, 2), a[2], 1, 2, 1), 1, 2),
         atol=1e-13,
     )
 
@@ -77,7 +82,10 @@ def test_insertion_order(key):
 @pytest.mark.parametrize("outs", [(0, 1, 2), (0,), (1,), (0, 2)])
 def test_product_equivariance(outs, key):
     le, c, n, z = 3, 3, 5, 2
-    a = {l: jax.random.normal(jax.random.fold_in(key, l), (n, c, 2 * l + 1), jnp.float64) for l in range(le + 1)}
+    a = {
+        l: jax.random.normal(jax.random.fold_in(key, l), (n, c, 2 * l + 1), jnp.float64)
+        for l in range(le + 1)
+    }
     onehot = jax.nn.one_hot(jnp.array([0, 1, 1, 0, 1]), z, dtype=jnp.float64)
     mod = Product(le, 3, outs, c + 1, c, z, out_bias=True)
     a_cl = {l: jnp.swapaxes(x, 1, 2) for l, x in a.items()}
@@ -91,6 +99,11 @@ def test_product_equivariance(outs, key):
         return {l: jnp.swapaxes(x, 1, 2) for l, x in o.items()}
 
     assert_equivariant(
-        fn, key, a, in_ranks={l: l for l in a}, out_ranks={l: l for l in outs},
-        layout="compressed", atol=1e-11,
+        fn,
+        key,
+        a,
+        in_ranks={l: l for l in a},
+        out_ranks={l: l for l in outs},
+        layout="compressed",
+        atol=1e-11,
     )

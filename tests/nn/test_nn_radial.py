@@ -18,7 +18,11 @@ def test_bessel_basis():
     r = jnp.array([0.5, 1.0, 4.9], jnp.float64)
     b = bessel_basis(r, 5.0, 8)
     n = np.arange(1, 9)
-    want = math.sqrt(2 / 5.0) * np.sin(n * np.pi * np.asarray(r)[:, None] / 5.0) / np.asarray(r)[:, None]
+    want = (
+        math.sqrt(2 / 5.0)
+        * np.sin(n * np.pi * np.asarray(r)[:, None] / 5.0)
+        / np.asarray(r)[:, None]
+    )
     np.testing.assert_allclose(b, want, rtol=1e-14)
 
 
@@ -39,7 +43,9 @@ def test_envelope(p):
 def test_radial_features():
     r = jnp.array([1.0, 5.5, 7.0], jnp.float64)
     e = radial_features(r, 6.0, 8, 5)
-    np.testing.assert_allclose(e[:2], bessel_basis(r, 6.0, 8)[:2] * polynomial_envelope(r[:2] / 6.0, 5)[:, None])
+    np.testing.assert_allclose(
+        e[:2], bessel_basis(r, 6.0, 8)[:2] * polynomial_envelope(r[:2] / 6.0, 5)[:, None]
+    )
     assert np.all(np.asarray(e[2]) == 0.0)
 
 
@@ -63,7 +69,12 @@ def test_zbl():
         return 14.3996 * zi * zj / d * phi * env
 
     want = np.array(
-        [0.5 * pair(8, 1, 0.7), 0.5 * (pair(1, 8, 0.7) + pair(22, 8, 1.1)), 0.5 * pair(8, 22, 1.1), 0]
+        [
+            0.5 * pair(8, 1, 0.7),
+            0.5 * (pair(1, 8, 0.7) + pair(22, 8, 1.1)),
+            0.5 * pair(8, 22, 1.1),
+            0,
+        ]
     )
     np.testing.assert_allclose(e, want, rtol=1e-13)
     # finite gradients with a padding edge of length ~0; zero beyond r_max

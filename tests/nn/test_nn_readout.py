@@ -34,12 +34,12 @@ def test_multi_head_selection(key):
     out = mod.apply(v, x, level)
     # head m only sees its own hidden block
     p = v["params"]
-    a = [math.sqrt(2) / math.sqrt(6), 1.0]
+    a = [math.sqrt(2) / math.sqrt(6), 1.0 / math.sqrt(2)]  # backward init on widths 6, 2
     h = jax.nn.silu(x @ p["weight_0"] * a[0])
     want = []
     for i, m in enumerate([0, 1, 1, 0]):
         hm = h[i, 3 * m : 3 * m + 3]
-        want.append(hm @ p["weight_1"][3 * m : 3 * m + 3, m])
+        want.append(hm @ p["weight_1"][3 * m : 3 * m + 3, m] * a[1])
     np.testing.assert_allclose(out, want, atol=1e-13)
 
 

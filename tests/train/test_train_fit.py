@@ -89,7 +89,7 @@ def test_outputs(reference_run):
         "metrics.csv",
         "metrics.jsonl",
         "train.log",
-        "model.tace",
+        "model",
         "test_metrics.json",
     ):
         assert (out / name).exists(), name
@@ -108,7 +108,7 @@ def test_outputs(reference_run):
         assert key in rows[0], key
     header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
     assert "valid_forces_C_mae" in header
-    pot = Potential.load(out / "model.tace")
+    pot = Potential.load(out / "model")
     assert pot.config.atomic_numbers == (1, 6, 8) and pot.config.num_channel == 4
 
 
@@ -118,7 +118,7 @@ def test_metrics_recomputable_from_predict(reference_run):
     logged = json.loads((result.output_dir / "test_metrics.json").read_text())
     logged = next(iter(logged.values()))
     structures = read_structures(bundled_dataset_path("rmd17_ethanol_test"), index="0:24")
-    pot = Potential.load(result.output_dir / "model.tace", dtype="float64")
+    pot = Potential.load(result.output_dir / "model", dtype="float64")
     preds = pot.predict([structure_to_atoms(s) for s in structures], ("energy", "forces"))
     e_err = np.array([p["energy"] - s.energy for p, s in zip(preds, structures)])
     n = np.array([s.n_atoms for s in structures])
@@ -169,7 +169,7 @@ def test_resume_is_exact(reference_run, tmp_path):
 def test_max_time_stops_cleanly(tmp_path):
     result = fit(tiny_config(tmp_path, max_time=0.0, max_epochs=50))
     assert result.stop_reason == "max_time" and result.steps == 1
-    assert (tmp_path / "model.tace").exists()
+    assert (tmp_path / "model").exists()
     assert result.history[-1]["event"] == "final"
     # the same directory continues where it stopped
     again = fit(tiny_config(tmp_path, max_time=None, max_steps=3, max_epochs=50))
