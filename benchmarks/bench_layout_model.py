@@ -89,6 +89,7 @@ def main(argv=None):
     ap.add_argument("--systems", default="aspirin,water,si")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--edge-chunk", default="auto", help="'auto', 'none' or an integer")
+    ap.add_argument("--multiple", type=int, default=64, help="padding multiple of the budgets")
     args = ap.parse_args(argv)
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
@@ -99,8 +100,10 @@ def main(argv=None):
         zs = tuple(sorted(set(atoms.numbers.tolist())))
         cfg = TACEConfig(atomic_numbers=zs)
         stats = Statistics.default(len(zs))
-        graph = graph_from_atoms(atoms, cfg.cutoff, zs, dtype=dtype)
-        chunk = {"auto": "auto", "none": None}.get(args.edge_chunk) or int(args.edge_chunk)
+        graph = graph_from_atoms(atoms, cfg.cutoff, zs, dtype=dtype, multiple=args.multiple)
+        chunk = args.edge_chunk if args.edge_chunk == "auto" else None
+        if args.edge_chunk not in ("auto", "none"):
+            chunk = int(args.edge_chunk)
         model = TACE(cfg, stats, edge_chunk=chunk)
         variables = model.init(jax.random.key(0), graph)
         variables = jax.tree.map(lambda a: a.astype(dtype), variables)

@@ -8,7 +8,8 @@ and returns numpy results per structure::
     pot.save("model.tace")  # one versioned file
     pot = Potential.load("model.tace", dtype="float32")
 
-Padding budgets are rounded up to buckets (multiples of 64, then about 8 buckets per doubling)
+Padding budgets are rounded up to buckets (multiples of 8 nodes / 32 edges, then about 8 buckets
+per doubling)
 so that a stream of similar structures (MD, relaxations) reuses a few compiled shapes.
 """
 
@@ -276,8 +277,8 @@ class Potential:
     def _pad(self, batch: dict, n_graphs: int, budgets=None) -> Graph:
         if budgets is None:
             budgets = (
-                bucket(len(batch["positions"]) + 1),
-                bucket(len(batch["senders"]) + 1),
+                bucket(len(batch["positions"]) + 1, multiple=8),
+                bucket(len(batch["senders"]) + 1, multiple=32),
                 n_graphs + 1,
             )
         return pad_graph(batch, budgets, dtype=self.dtype)

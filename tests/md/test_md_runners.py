@@ -96,9 +96,9 @@ def test_overflow_redoes_chunk(si_pot):
     a = bulk("Si", "diamond", 5.43, cubic=True)
     kw = dict(ensemble="nve", temperature=3000.0, timestep=1.0, seed=0)
     tight = Simulation(si_pot, a, capacity_multiplier=1.0, **kw)
-    tight.run(40, log_interval=20, progress=False)
+    tight.run(20, log_interval=20, progress=False)
     ample = Simulation(si_pot, a, capacity_multiplier=3.0, **kw)
-    ample.run(40, log_interval=20, progress=False)
+    ample.run(20, log_interval=20, progress=False)
     assert tight.reallocations >= 1 and ample.reallocations == 0
     np.testing.assert_allclose(
         tight.get_atoms().get_positions(), ample.get_atoms().get_positions(), atol=1e-12

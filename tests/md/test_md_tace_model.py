@@ -3,7 +3,7 @@
 Default: the tiny reference fixture (``tests/fixtures/tace_tiny_l2``) through jax-md equals
 ``Potential.predict``. Slow (``-m slow``, run by hand; numbers printed with ``-s``): a model
 trained on rMD17 ethanol (``$TACE_JAX_MD_MODEL``, else ``runs/quickstart/model``, else a
-90 s quick training with the quickstart config) for energy conservation over 10 ps, jax-md vs
+300 s quick training with the quickstart config) for energy conservation over 10 ps, jax-md vs
 ASE, Hessian vs finite differences, frequencies vs ``ase.vibrations``, neighbour overflow under
 compression, and a parameter gradient of a trajectory.
 """
@@ -76,7 +76,7 @@ def trained(tmp_path_factory):
         from tace_jax.train import fit, load_config
 
         out = tmp_path_factory.mktemp("quick")
-        cfg = load_config(quickstart_config_path(), [f"output_dir={out}", "max_time=90"])
+        cfg = load_config(quickstart_config_path(), [f"output_dir={out}", "max_time=300"])
         path = fit(cfg).model_path
     print(f"\ntrained model: {path}")
     return load_potential(path, "float64")
