@@ -6,4 +6,4 @@ from .reference import load_reference as load_reference
 from .statistics import Statistics as Statistics
 from .tace import TACE as TACE
 
-__all__ = ["TACEConfig", "Statistics", "TACE", "load_reference"]
+__all__ = ["Potential", "Statistics", "TACE", "TACEConfig", "load_reference"]
