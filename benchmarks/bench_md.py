@@ -52,7 +52,9 @@ def _potential(atoms_list, dtype: str, seed: int = 0):
     return Potential.init(cfg, stats, jax.random.key(seed), dtype=dtype)
 
 
-def bench_system(name: str, pot, atoms, steps: int, ase_steps: int) -> dict:
+def bench_system(
+    name: str, pot, atoms, steps: int, ase_steps: int, skin: float = 0.5, capacity: float = 1.25
+) -> dict:
     import numpy as np
     from ase import units
     from ase.md.verlet import VelocityVerlet
@@ -61,7 +63,16 @@ def bench_system(name: str, pot, atoms, steps: int, ase_steps: int) -> dict:
     from tace_jax.md import Simulation
 
     t0 = time.perf_counter()
-    sim = Simulation(pot, atoms, ensemble="nve", timestep=0.5, temperature=300.0, max_chunk=steps)
+    sim = Simulation(
+        pot,
+        atoms,
+        ensemble="nve",
+        timestep=0.5,
+        temperature=300.0,
+        max_chunk=steps,
+        skin=skin,
+        capacity_multiplier=capacity,
+    )
     sim.run(steps, log_interval=steps, progress=False)  # compile + first chunk
     t1 = time.perf_counter()
     sim.run(steps, log_interval=steps, progress=False)
@@ -72,6 +83,8 @@ def bench_system(name: str, pot, atoms, steps: int, ase_steps: int) -> dict:
         "atoms": n,
         "neighbor_list": type(sim.nbrs).__name__,
         "capacity": int(sim.nbrs.max_occupancy),
+        "skin": skin,
+        "capacity_multiplier": capacity,
         "compile_and_first_chunk_s": t1 - t0,
         "ms_per_step": 1e3 * (t2 - t1) / steps,
         "atom_steps_per_s": n * steps / (t2 - t1),
@@ -102,6 +115,8 @@ def main(argv=None) -> int:
     p.add_argument("--ase", action="store_true", help="also time ASE VelocityVerlet")
     p.add_argument("--ase-steps", type=int, default=5)
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    p.add_argument("--skin", type=float, default=0.5, help="Verlet skin, Å")
+    p.add_argument("--capacity", type=float, default=1.25, help="neighbour capacity multiplier")
     p.add_argument("--json", default=None, help="write the results to this file")
     args = p.parse_args(argv)
 
@@ -116,7 +131,8 @@ def main(argv=None) -> int:
     print(f"model: {pot}  devices: {jax.devices()}  cpus: {os.cpu_count()}")
     results = []
     for s in names:
-        r = bench_system(s, pot, atoms[s], args.steps, args.ase_steps if args.ase else 0)
+        ase_steps = args.ase_steps if args.ase else 0
+        r = bench_system(s, pot, atoms[s], args.steps, ase_steps, args.skin, args.capacity)
         results.append(r)
         first = r["compile_and_first_chunk_s"]
         line = (
