@@ -132,7 +132,7 @@ def make_integrator(
             return init(key, R, kT, system.masses, momenta=momenta, neighbor=neighbor)
 
         def invariant_fn(state, neighbor):
-            ke = quantity.kinetic_energy(momentum=state.momentum, mass=state.mass)
+            ke = 0.5 * jnp.sum(state.momentum**2 / jnp.reshape(state.mass, (-1, 1)))
             return energy_fn(state.position, neighbor=neighbor) + ke
 
     elif ens == "nvt_nose_hoover":

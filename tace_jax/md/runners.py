@@ -16,7 +16,6 @@ import numpy as np
 from ase import units
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
-from jax_md import quantity
 
 from .integrators import canonical_ensemble, make_integrator
 from .io import MDLogger, TrajectoryWriter
@@ -189,7 +188,7 @@ class Simulation:
         box = integ.box_fn(st)
         nb = sys_.neighbor_fn.update(st.position, nb, box=box)
         epot = sys_.energy_fn(st.position, neighbor=nb, box=box)
-        ekin = quantity.kinetic_energy(momentum=st.momentum, mass=st.mass)
+        ekin = 0.5 * jnp.sum(st.momentum**2 / jnp.reshape(st.mass, (-1, 1)))
         n = st.position.shape[0]
         obs = {
             "epot": epot,
