@@ -7,6 +7,7 @@ Subcommands::
     tace-jax quickstart [--output-dir DIR]         the README main job (bundled rMD17 ethanol)
     tace-jax md ...                                molecular dynamics (tace_jax.cli.md)
     tace-jax vib ...                               vibrational analysis (tace_jax.cli.vib)
+    tace-jax convert CKPT OUT_PREFIX [--save MODEL] PyTorch TACE 0.1.0 .ckpt/.pt -> tace_jax
 
 Each subcommand has its own ``--help``.
 """
@@ -24,6 +25,7 @@ _COMMANDS = {
     "quickstart": ("tace_jax.main_job", "train + evaluate a small model on bundled data"),
     "md": ("tace_jax.cli.md", "run molecular dynamics with a saved model"),
     "vib": ("tace_jax.cli.vib", "vibrational analysis with a saved model"),
+    "convert": ("tace_jax.cli.convert", "convert a PyTorch TACE 0.1.0 checkpoint (needs torch)"),
 }
 
 
