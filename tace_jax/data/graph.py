@@ -206,3 +206,23 @@ def pad_graph(g: dict[str, np.ndarray], budgets: tuple[int, int, int], dtype=np.
         extras=extras,
         targets=targets,
     )
+
+
+def single_atom_graph(atomic_number: int, dtype=np.float32) -> Graph:
+    """One isolated atom (no edges) in the smallest padded batch: used to ``init`` models, whose
+    parameter shapes do not depend on the graph."""
+    return pad_graph(
+        {
+            "positions": np.zeros((1, 3)),
+            "species": np.zeros(1, np.int64),
+            "numbers": np.asarray([atomic_number]),
+            "node_graph": np.zeros(1, np.int64),
+            "senders": np.zeros(0, np.int64),
+            "receivers": np.zeros(0, np.int64),
+            "shifts": np.zeros((0, 3)),
+            "cell": np.zeros((1, 3, 3)),
+            "pbc": np.zeros((1, 3), bool),
+        },
+        (2, 1, 2),
+        dtype=dtype,
+    )

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tace_jax.data.atoms_graph import atoms_to_graph_dict, collate
-from tace_jax.data.graph import Graph, pad_graph, round_up
+from tace_jax.data.graph import Graph, pad_graph, round_up, single_atom_graph
 from tace_jax.properties import PROPERTY_NAMES, compute_properties, hessian
 
 from .config import TACEConfig
@@ -84,21 +84,7 @@ def _cast(variables, dtype: np.dtype):
 
 def _dummy_graph(config: TACEConfig) -> Graph:
     """One isolated atom of the first element (parameter shapes do not depend on the graph)."""
-    return pad_graph(
-        {
-            "positions": np.zeros((1, 3)),
-            "species": np.zeros(1, np.int64),
-            "numbers": np.asarray(config.atomic_numbers[:1]),
-            "node_graph": np.zeros(1, np.int64),
-            "senders": np.zeros(0, np.int64),
-            "receivers": np.zeros(0, np.int64),
-            "shifts": np.zeros((0, 3)),
-            "cell": np.zeros((1, 3, 3)),
-            "pbc": np.zeros((1, 3), bool),
-        },
-        (2, 1, 2),
-        dtype=np.float32,
-    )
+    return single_atom_graph(config.atomic_numbers[0])
 
 
 class Potential:

@@ -157,7 +157,7 @@ def load_reference(
     Returns:
         ``(config, statistics, variables)`` with ``variables = {"params": ...}`` (numpy arrays).
     """
-    from tace_jax.data.graph import pad_graph
+    from tace_jax.data.graph import single_atom_graph
 
     from .tace import TACE
 
@@ -174,21 +174,7 @@ def load_reference(
         stats_json.atomic_energies, stats.atomic_energies
     ):
         raise ValueError("statistics in the json and the npz buffers disagree")
-    dummy = pad_graph(
-        {
-            "positions": np.zeros((1, 3)),
-            "species": np.zeros(1, np.int64),
-            "numbers": np.asarray(cfg.atomic_numbers[:1]),
-            "node_graph": np.zeros(1, np.int64),
-            "senders": np.zeros(0, np.int64),
-            "receivers": np.zeros(0, np.int64),
-            "shifts": np.zeros((0, 3)),
-            "cell": np.zeros((1, 3, 3)),
-            "pbc": np.zeros((1, 3), bool),
-        },
-        (2, 1, 2),
-        dtype=np.float32,
-    )
+    dummy = single_atom_graph(cfg.atomic_numbers[0])
     model = TACE(cfg, stats, param_dtype=jnp.float32)
     template = jax.eval_shape(model.init, jax.random.key(0), dummy)["params"]
     params = map_reference_weights(weights, cfg, template)
