@@ -59,3 +59,16 @@ def rng(seed):
     import numpy as np
 
     return np.random.default_rng(seed)
+
+
+@pytest.fixture
+def fake_model(monkeypatch, tmp_path):
+    """A model path whose loading (``tace_jax.md.io.load_potential``) yields a Morse stand-in."""
+    import tace_jax.md.io as md_io
+    from tace_jax.md import MorsePotential
+
+    pot = MorsePotential(atomic_numbers=(1, 8), cutoff=4.0, dtype="float64", r0=1.0)
+    model = tmp_path / "model.tace"
+    model.write_text("stand-in")
+    monkeypatch.setattr(md_io, "load_potential", lambda path, dtype=None: pot)
+    return model

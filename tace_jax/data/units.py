@@ -15,6 +15,7 @@ from collections.abc import Mapping
 import ase.units
 
 from .errors import DataError
+from .structure import LABELS
 
 __all__ = ["ENERGY_UNITS", "LENGTH_UNITS", "DIPOLE_UNITS", "resolve_units", "RMD17_UNITS"]
 
@@ -42,19 +43,7 @@ DIPOLE_UNITS: dict[str, float] = {"e*å": 1.0, "eå": 1.0, "e*a": 1.0, "debye": 
 #: Units of the rMD17 npz files (kcal/mol and Å).
 RMD17_UNITS = {"energy": "kcal/mol", "length": "Å"}
 
-_PROPERTIES = (
-    "energy",
-    "length",
-    "forces",
-    "stress",
-    "virials",
-    "dipole",
-    "polarizability",
-    "born_charges",
-    "charges",
-    "total_charge",
-    "electric_field",
-)
+_PROPERTIES = ("energy", "length") + LABELS
 
 
 def _factor(name: str, value, table: Mapping[str, float] | None) -> float:

@@ -34,8 +34,6 @@ def _tiny():
     from tace_jax.models.potential import Potential
 
     npz, js = FIXTURES / "tace_tiny_l2.npz", FIXTURES / "tace_tiny_l2.json"
-    if not npz.exists():
-        pytest.skip("tests/fixtures/tace_tiny_l2 not present")
     return Potential.from_reference(npz, js, dtype="float64")
 
 

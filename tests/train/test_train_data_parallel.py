@@ -102,9 +102,7 @@ def test_four_devices_match_one(tmp_path):
 
 
 @pytest.mark.slow
-def test_fit_on_four_devices(tmp_path, request):
-    if "slow" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("slow: run with -m slow")
+def test_fit_on_four_devices(tmp_path):
     res = _run(tmp_path, "fit")
     # 15 train structures, 1 graph per device per step -> ceil(15 / 4) = 4 steps per epoch
     assert res["fit_steps"] == 8 and res["fit_loss"] > 0

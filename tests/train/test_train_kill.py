@@ -50,9 +50,7 @@ def _steps(ckpt_dir):
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume(tmp_path, request):
-    if "slow" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("slow: run with -m slow")
+def test_sigkill_then_resume(tmp_path):
     ref = fit(_config(tmp_path / "ref"))  # 36 structures, 18 steps/epoch, 54 steps
     cfg_path = tmp_path / "c.yaml"
     cfg_path.write_text(yaml.safe_dump(_config(tmp_path / "killed")))

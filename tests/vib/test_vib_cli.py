@@ -5,20 +5,7 @@ from __future__ import annotations
 import json
 
 import ase.io
-import pytest
 from ase.build import molecule
-
-import tace_jax.md.io as md_io
-from tace_jax.md import MorsePotential
-
-
-@pytest.fixture
-def fake_model(monkeypatch, tmp_path):
-    pot = MorsePotential(atomic_numbers=(1, 8), cutoff=4.0, dtype="float64", r0=1.0)
-    model = tmp_path / "model.tace"
-    model.write_text("stand-in")
-    monkeypatch.setattr(md_io, "load_potential", lambda path, dtype=None: pot)
-    return model
 
 
 def test_vib_cli(fake_model, tmp_path, capsys):
