@@ -23,9 +23,11 @@ from ._safe import safe_normalize as safe_normalize
 from ._stf import harmonic_norm as harmonic_norm
 from ._stf import stf_basis as stf_basis
 from ._stf import stf_projector as stf_projector
+from ._tree import cast_floats as cast_floats
 
 __all__ = [
     "cartesian_harmonics",
+    "cast_floats",
     "contraction_order",
     "couple",
     "coupling_paths",
