@@ -43,7 +43,7 @@ def _potential(atoms_list, dtype: str, seed: int = 0):
     import numpy as np
 
     from tace_jax.models import Statistics, TACEConfig
-    from tace_jax.models.potential import Potential
+    from tace_jax.inference import Potential
 
     numbers = sorted({int(z) for a in atoms_list for z in a.numbers})
     cfg = TACEConfig(atomic_numbers=tuple(numbers))

@@ -96,7 +96,8 @@ def run_one(name: str, dtype: str, repeats: int) -> dict:
         import tace_jax  # noqa: F401
     except ImportError:  # running from a source checkout
         sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from tace_jax.models import Potential, Statistics, TACEConfig
+    from tace_jax.inference import Potential
+    from tace_jax.models import Statistics, TACEConfig
 
     cfg = TACEConfig(atomic_numbers=(1, 6, 8, 14))
     e0 = np.array([[-13.6, -1029.0, -2042.0, -7875.0]])

@@ -9,8 +9,8 @@ Run it with ``python -m tace_jax.main_job`` or ``tace-jax quickstart``. It
    and force MAE (meV/Å) next to a trivial baseline (mean energy, zero forces);
 3. saves the model to ``<output-dir>/model`` (load it with
    ``tace_jax.models.Potential.load``);
-4. runs a short NVE molecular-dynamics demo with the trained model if ``tace_jax.md`` provides
-   ``run_md_demo`` (skip with ``--no-md``).
+4. runs a short NVE molecular-dynamics demo with the trained model (``tace_jax.md.run_md``;
+   skip with ``--no-md``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from importlib import resources
 
 import numpy as np
 
-__all__ = ["main", "md_demo", "quickstart_config_path", "trivial_baseline"]
+__all__ = ["main", "quickstart_config_path", "trivial_baseline"]
 
 
 def quickstart_config_path():
@@ -36,22 +36,6 @@ def trivial_baseline(train, test) -> dict:
     e_err = np.array([s.energy - e_mean for s in test])
     f = np.concatenate([s.forces for s in test])
     return {"energy_mae": float(np.mean(np.abs(e_err))), "forces_mae": float(np.mean(np.abs(f)))}
-
-
-def md_demo(potential, structure, steps: int = 200) -> dict | None:
-    """Hook for the MD demonstration (helper: ``tace_jax.md.run_md_demo``); None if absent."""
-    try:
-        from tace_jax.md import run_md_demo
-    except ImportError:
-        return None
-    from tace_jax.data import structure_to_atoms
-
-    atoms = structure_to_atoms(structure)
-    atoms.calc = None
-    # ---- MD demo call site (tace_jax.md) -----------------------------------------------------
-    return run_md_demo(
-        potential, atoms, steps=steps, ensemble="nve", timestep=0.5, temperature=300.0
-    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -103,13 +87,25 @@ def main(argv=None) -> int:
     )
     print(f"model saved to {result.model_path}")
     if not args.no_md:
-        md = md_demo(result.potential, data.tests[next(iter(data.tests))][0], args.md_steps)
-        if md is not None:
-            print(
-                f"MD demo: {md.get('steps')} NVE steps, mean T {md.get('mean_temperature', 0):.0f}"
-                f" K, energy drift {md.get('conserved_drift_ev_per_atom', float('nan')):.2e} "
-                f"eV/atom, stable: {md.get('stable')}"
-            )
+        from tace_jax.data import structure_to_atoms
+        from tace_jax.md import run_md
+
+        atoms = structure_to_atoms(data.tests[next(iter(data.tests))][0])
+        atoms.calc = None
+        steps = args.md_steps
+        md = run_md(
+            result.potential,
+            atoms,
+            steps,
+            ensemble="nve",
+            timestep=0.5,
+            temperature=300.0,
+            log_interval=max(1, steps // 20),
+        )
+        print(
+            f"MD demo: {md['steps']} NVE steps, mean T {md['mean_temperature']:.0f} K, energy "
+            f"drift {md['conserved_drift_ev_per_atom']:.2e} eV/atom, stable: {md['stable']}"
+        )
     print("=" * 72)
     return 0
 

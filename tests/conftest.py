@@ -41,6 +41,21 @@ def _x64_enabled():
         pytest.fail("jax_enable_x64 was switched off during the test and not restored")
 
 
+@pytest.fixture(autouse=True)
+def _debug_nans(request):
+    """``jax_debug_nans`` on for the fast tests: any NaN produced inside a JAX computation
+    fails the test at the primitive that made it. Slow tests and tests marked ``allow_nans``
+    (which feed NaN on purpose to check the error path) run without it."""
+    if request.node.get_closest_marker("slow") or request.node.get_closest_marker("allow_nans"):
+        yield
+        return
+    jax.config.update("jax_debug_nans", True)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_debug_nans", False)
+
+
 @pytest.fixture
 def seed(request) -> int:
     """A 31-bit seed derived from the test's node id."""
@@ -63,12 +78,12 @@ def rng(seed):
 
 @pytest.fixture
 def fake_model(monkeypatch, tmp_path):
-    """A model path whose loading (``tace_jax.md.io.load_potential``) yields a Morse stand-in."""
-    import tace_jax.md.io as md_io
-    from tace_jax.md import MorsePotential
+    """A model path whose loading (``tace_jax.cli.md.load_potential``) yields a Morse stand-in."""
+    import tace_jax.cli.md as cli_md
+    from tace_jax.testing import MorsePotential
 
     pot = MorsePotential(atomic_numbers=(1, 8), cutoff=4.0, dtype="float64", r0=1.0)
     model = tmp_path / "model.tace"
     model.write_text("stand-in")
-    monkeypatch.setattr(md_io, "load_potential", lambda path, dtype=None: pot)
+    monkeypatch.setattr(cli_md, "load_potential", lambda path, dtype=None: pot)
     return model

@@ -14,7 +14,7 @@ from ase.optimize import BFGS
 from ase.vibrations import Vibrations
 
 from tace_jax.calculator import TACECalculator, full_3x3_to_voigt
-from tace_jax.md import MorsePotential
+from tace_jax.testing import MorsePotential
 
 
 @pytest.fixture(scope="module")

@@ -2,12 +2,13 @@
 
 Usage::
 
-    tace-jax convert CHECKPOINT OUT_PREFIX [--config CFG] [--save MODEL] [--dtype float64]
-                     [--no-ema]
+    tace-jax [--x64] convert CHECKPOINT OUT_PREFIX [--config CFG] [--save MODEL]
+                     [--dtype float64] [--no-ema]
 
 writes ``OUT_PREFIX.npz`` and ``OUT_PREFIX.json`` (readable by
 ``tace_jax.Potential.from_reference``) and, with ``--save``, a tace_jax Potential file.
-Needs torch: ``pip install tace-jax[torch]``.
+Needs torch: ``pip install tace-jax[torch]``. ``--save`` with the default ``--dtype float64``
+needs 64-bit JAX (``tace-jax --x64 convert ...`` or ``JAX_ENABLE_X64=1``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,12 @@ def _parser() -> argparse.ArgumentParser:
         "required for a bare state_dict, overrides the checkpoint's config otherwise",
     )
     ap.add_argument("--save", default=None, metavar="MODEL", help="also write a Potential file")
-    ap.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    ap.add_argument(
+        "--dtype",
+        default="float64",
+        choices=["float32", "float64"],
+        help="dtype of the --save file (float64 needs 'tace-jax --x64 convert')",
+    )
     ap.add_argument("--no-ema", action="store_true", help="ignore EMA weights of a .ckpt")
     return ap
 
@@ -41,7 +47,17 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     """Run the converter; returns the exit status."""
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    from tace_jax.inference.potential import as_compute_dtype
     from tace_jax.models.torch_import import convert_torch_checkpoint
+
+    from .main import X64_HINT
+
+    try:
+        if args.save:
+            as_compute_dtype(args.dtype)  # float64 (the default) needs 64-bit JAX
+    except RuntimeError as e:
+        print(f"tace-jax convert: --save: {e}\n{X64_HINT.format(cmd='convert')}", file=sys.stderr)
+        return 2
 
     prefix = args.out_prefix[:-4] if args.out_prefix.endswith(".npz") else args.out_prefix
     try:
@@ -53,11 +69,7 @@ def main(argv=None) -> int:
         return 1
     print(f"wrote {npz} and {js}")
     if args.save:
-        if args.dtype == "float64":
-            import jax
-
-            jax.config.update("jax_enable_x64", True)
-        from tace_jax.models.potential import Potential
+        from tace_jax.inference import Potential
 
         try:
             pot = Potential.from_reference(npz, js, dtype=args.dtype)

@@ -4,6 +4,7 @@ Example::
 
     tace-jax eval runs/tace/model test.xyz --out parity.png --json metrics.json
     tace-jax eval model.tace rmd17_ethanol_test_01.npz --index 0:200
+    tace-jax --x64 eval model64.tace test.xyz        # a float64 model needs 64-bit JAX
 
 Prints MAE/RMSE of energy (total and per atom), forces (all and per element) and stress in
 meV units; the optional parity plot shows predicted vs reference energy per atom, force
@@ -18,6 +19,8 @@ import sys
 import time
 
 import numpy as np
+
+from .main import X64_HINT
 
 __all__ = ["evaluate_structures", "main", "parity_plot"]
 
@@ -132,7 +135,7 @@ def _parser() -> argparse.ArgumentParser:
         "--dtype",
         choices=("float32", "float64"),
         default=None,
-        help="compute dtype (default: the model's)",
+        help="compute dtype (default: the model's); float64 needs 'tace-jax --x64 eval'",
     )
     p.add_argument("--out", default=None, help="parity plot PNG")
     p.add_argument("--json", default=None, help="write the metrics (eV units) as JSON")
@@ -141,15 +144,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    from tace_jax.data import DataError, read_structures
-
-    try:
-        from tace_jax.models import Potential
-    except ImportError:
-        from tace_jax.models.potential import Potential
     import jax
 
-    jax.config.update("jax_enable_x64", True)  # float64 models need it; float32 ones cast
+    from tace_jax.data import DataError, read_structures
+    from tace_jax.inference import Potential
+
     try:
         pot = Potential.load(args.model, dtype=args.dtype)
         structures = read_structures(
@@ -162,6 +161,11 @@ def main(argv=None) -> int:
         )
     except (DataError, ValueError, FileNotFoundError) as e:
         print(f"tace-jax eval: error: {e}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:  # float64 (--dtype or the model's) while 64-bit JAX is off
+        if jax.config.jax_enable_x64:
+            raise
+        print(f"tace-jax eval: error: {e}\n{X64_HINT.format(cmd='eval')}", file=sys.stderr)
         return 2
     t0 = time.time()
     metrics, arrays = evaluate_structures(pot, structures, args.batch_size)

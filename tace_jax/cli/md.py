@@ -15,18 +15,28 @@ import sys
 
 import yaml
 
-__all__ = ["MDRunConfig", "load_md_config", "main", "run"]
+from tace_jax.md.config import MDConfig
+
+__all__ = ["MDRunConfig", "load_md_config", "load_potential", "main", "run"]
+
+#: Keys of ``tace-jax md`` that are not MD options (printed first by ``--print-config``).
+_RUN_KEYS = ("model", "structure", "index", "dtype", "steps", "output", "trajectory")
 
 
 @dataclasses.dataclass(frozen=True)
-class MDRunConfig:
-    """Options of ``tace-jax md`` (units: K, GPa, fs, 1/fs, Å).
+class MDRunConfig(MDConfig):
+    """Options of ``tace-jax md``: every :class:`~tace_jax.md.config.MDConfig` field (the MD
+    options, with the same defaults except ``ensemble``) plus the files of the run.
 
     Attributes:
         model: ``.tace`` file from ``Potential.save`` (or a reference ``.npz`` + ``.json``).
         structure: any file ASE reads (extxyz, cif, POSCAR, …); ``index`` selects the frame.
-        ensemble: ``nve``, ``nvt`` (Nosé–Hoover chain), ``langevin``, ``npt``.
+        dtype: ``float32`` or ``float64`` (needs 64-bit JAX, ``JAX_ENABLE_X64=1``).
+        ensemble: as in :class:`~tace_jax.md.config.MDConfig`; default ``nvt`` here.
+        steps: number of MD steps.
+        output: output folder; ``trajectory``: trajectory file name in it.
         replicas: > 1 runs that many copies with different velocity seeds (vmapped).
+        progress: show a progress bar.
     """
 
     model: str = ""
@@ -34,29 +44,17 @@ class MDRunConfig:
     index: int = -1
     dtype: str = "float32"
     ensemble: str = "nvt"
-    temperature: float = 300.0
-    init_temperature: float | None = None
-    pressure: float = 0.0
-    timestep: float = 0.5
     steps: int = 1000
-    friction: float = 0.01
-    tau_t: float = 50.0
-    tau_p: float = 500.0
-    chain_length: int = 3
-    log_interval: int = 100
-    traj_interval: int | None = None
     output: str = "md_output"
     trajectory: str = "trajectory.extxyz"
-    seed: int = 0
-    skin: float = 0.5
-    capacity_multiplier: float = 1.25
-    neighbor_backend: str = "auto"
     replicas: int = 1
     progress: bool = True
 
-    def validate(self, where: str = "config") -> MDRunConfig:
-        from tace_jax.md.integrators import canonical_ensemble
+    def md_config(self) -> MDConfig:
+        """The MD options alone."""
+        return MDConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(MDConfig)})
 
+    def validate(self, where: str = "config") -> MDRunConfig:
         def bad(key, msg):
             raise ValueError(f"{where}: key {key!r} {msg}")
 
@@ -66,18 +64,49 @@ class MDRunConfig:
             bad("structure", "is required (path to a structure file)")
         if self.dtype not in ("float32", "float64"):
             bad("dtype", f"must be float32 or float64, got {self.dtype!r}")
-        try:
-            canonical_ensemble(self.ensemble)
-        except ValueError as err:
-            bad("ensemble", str(err))
-        for key in ("timestep", "log_interval", "replicas", "skin", "capacity_multiplier"):
-            if not getattr(self, key) > 0:
-                bad(key, f"must be > 0, got {getattr(self, key)}")
+        if not self.replicas > 0:
+            bad("replicas", f"must be > 0, got {self.replicas}")
         if self.steps < 0:
             bad("steps", f"must be >= 0, got {self.steps}")
-        if self.temperature < 0:
-            bad("temperature", f"must be >= 0, got {self.temperature}")
+        super().validate(where)
         return self
+
+    def as_dict(self) -> dict:
+        """The options as a plain dict, the run's keys first."""
+        values = dataclasses.asdict(self)
+        return {k: values[k] for k in _RUN_KEYS} | {
+            k: v for k, v in values.items() if k not in _RUN_KEYS
+        }
+
+
+def load_potential(path, dtype=None):
+    """Load a potential from a ``.tace`` file (``Potential.save``) or a reference fixture
+    ``.npz`` (with the ``.json`` of the same name next to it; default dtype float64).
+
+    Raises:
+        FileNotFoundError: no such file, or a ``.npz`` without its ``.json``.
+        ValueError: float64 requested while 64-bit JAX is off.
+    """
+    import jax
+
+    # TODO(lead): move to tace_jax.inference (loading a file is the inference layer's job).
+    from tace_jax.models.potential import Potential
+
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"model file {str(path)!r} does not exist")
+    want = dtype or ("float64" if path.suffix == ".npz" else None)
+    if want is not None and str(want) == "float64" and not jax.config.jax_enable_x64:
+        raise ValueError(
+            "dtype float64 needs 64-bit JAX (jax_enable_x64): set JAX_ENABLE_X64=1 in the "
+            "environment, or use dtype float32"
+        )
+    if path.suffix == ".npz":
+        cfg = path.with_suffix(".json")
+        if not cfg.exists():
+            raise FileNotFoundError(f"reference weights {path} need their config {cfg}")
+        return Potential.from_reference(path, cfg, dtype=want)
+    return Potential.load(path, dtype=dtype)
 
 
 def _coerce(field: dataclasses.Field, value, where: str):
@@ -122,13 +151,9 @@ def load_md_config(path=None, overrides=()) -> MDRunConfig:
 
 def run(cfg: MDRunConfig) -> dict:
     """Run the MD described by ``cfg``; returns the summary written to ``summary.json``."""
-    import time
-
     import ase.io
-    import numpy as np
 
-    from tace_jax.md.io import load_potential
-    from tace_jax.md.runners import Simulation
+    from tace_jax.md.run import run_md
 
     pot = load_potential(cfg.model, cfg.dtype)
     try:
@@ -138,48 +163,20 @@ def run(cfg: MDRunConfig) -> dict:
     out = pathlib.Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
     system = [atoms.copy() for _ in range(cfg.replicas)] if cfg.replicas > 1 else atoms
-    sim = Simulation(
+    res = run_md(
         pot,
         system,
-        ensemble=cfg.ensemble,
-        timestep=cfg.timestep,
-        temperature=cfg.temperature,
-        pressure=cfg.pressure,
-        friction=cfg.friction,
-        tau_t=cfg.tau_t,
-        tau_p=cfg.tau_p,
-        chain_length=cfg.chain_length,
-        init_temperature=cfg.init_temperature,
-        skin=cfg.skin,
-        capacity_multiplier=cfg.capacity_multiplier,
-        backend=cfg.neighbor_backend,
-        dtype=cfg.dtype,
-        seed=cfg.seed,
-    )
-    t0 = time.perf_counter()
-    obs = sim.run(
         cfg.steps,
-        log_interval=cfg.log_interval,
+        cfg.md_config(),
         trajectory=out / cfg.trajectory,
-        traj_interval=cfg.traj_interval,
         logfile=out / "md.log",
         progress=cfg.progress,
+        dtype=cfg.dtype,
     )
-    wall = time.perf_counter() - t0
-    final = sim.get_atoms()
-    ase.io.write(out / "final.extxyz", final, format="extxyz")
-    last = obs[-1][0] if sim.batched else obs[-1]
-    temps = [(o[0] if sim.batched else o)["temperature"] for o in obs]
-    summary = {
-        "config": dataclasses.asdict(cfg),
-        "num_atoms": len(atoms),
-        "steps": cfg.steps,
-        "wall_time_s": wall,
-        "atom_steps_per_s": len(atoms) * cfg.replicas * cfg.steps / max(wall, 1e-9),
-        "mean_temperature": float(np.mean(temps)),
-        "final": last,
-        "reallocations": sim.reallocations,
-    }
+    ase.io.write(out / "final.extxyz", res["simulation"].get_atoms(), format="extxyz")
+    keys = ("num_atoms", "steps", "wall_time_s", "atom_steps_per_s", "mean_temperature", "final")
+    summary = {"config": cfg.as_dict()} | {k: res[k] for k in keys}
+    summary["reallocations"] = res["reallocations"]
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -193,7 +190,7 @@ def main(argv=None) -> int:
     parser.add_argument("--print-config", action="store_true", help="print the defaults")
     args = parser.parse_args(argv)
     if args.print_config:
-        print(yaml.safe_dump(dataclasses.asdict(MDRunConfig()), sort_keys=False), end="")
+        print(yaml.safe_dump(MDRunConfig().as_dict(), sort_keys=False), end="")
         return 0
     config, overrides = args.config, list(args.overrides)
     if config is not None and "=" in config and not pathlib.Path(config).exists():

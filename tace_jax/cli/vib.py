@@ -39,7 +39,7 @@ def run(args) -> dict:
     import ase.io
 
     from tace_jax.calculator import TACECalculator
-    from tace_jax.md.io import load_potential
+    from tace_jax.cli.md import load_potential
     from tace_jax.vib import plot_spectrum, vibrational_analysis
 
     pot = load_potential(args.model, args.dtype)

@@ -7,7 +7,7 @@ from .atoms_graph import UnknownElementError as UnknownElementError
 from .atoms_graph import atoms_to_graph_dict as atoms_to_graph_dict
 from .atoms_graph import collate as collate
 from .atoms_graph import graph_from_atoms as graph_from_atoms
-from .batch import TARGETS as TARGETS
+from .batch import BATCH_LABELS as BATCH_LABELS
 from .batch import BatchAssembler as BatchAssembler
 from .batch import batch_structures as batch_structures
 from .bundled import bundled_dataset_path as bundled_dataset_path
@@ -33,7 +33,6 @@ from .splits import read_indices as read_indices
 from .splits import select as select
 from .statistics import compute_statistics as compute_statistics
 from .statistics import fit_atomic_energies as fit_atomic_energies
-from .statistics import to_model_statistics as to_model_statistics
 from .structure import LABELS as LABELS
 from .structure import Structure as Structure
 from .structure import stress_to_virials as stress_to_virials
@@ -42,7 +41,7 @@ from .units import resolve_units as resolve_units
 
 __all__ = [
     "LABELS",
-    "TARGETS",
+    "BATCH_LABELS",
     "BatchAssembler",
     "DataError",
     "DataKeys",
@@ -74,7 +73,6 @@ __all__ = [
     "stress_to_virials",
     "structure_from_atoms",
     "structure_to_atoms",
-    "to_model_statistics",
     "validate_structures",
     "virials_to_stress",
 ]

@@ -14,27 +14,23 @@ with ``has_charges [G]`` and ``electric_field [G,3]`` when some structure has th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from .atoms_graph import species_index
 from .errors import DataError
+from .fields import INPUTS, LABEL_FIELDS
 from .graph import Graph, budgets_for, pad_graph
+from .inputs import check_input_names, collate_inputs, read_inputs
 from .neighbor_cache import NeighborCache
 from .structure import Structure
 
-__all__ = ["TARGETS", "batch_structures", "BatchAssembler"]
+__all__ = ["BATCH_LABELS", "batch_structures", "BatchAssembler"]
 
-#: Trainable targets and their per-item shapes; node-level ones are marked with ``True``.
-TARGETS: dict[str, tuple[tuple[int, ...], bool]] = {
-    "energy": ((), False),
-    "forces": ((3,), True),
-    "stress": ((3, 3), False),
-    "virials": ((3, 3), False),
-    "dipole": ((3,), False),
-    "polarizability": ((3, 3), False),
-    "born_charges": ((3, 3), True),
+#: Trainable labels and their per-item shapes (``True``: per node), from the field registry.
+BATCH_LABELS: dict[str, tuple[tuple[int, ...], bool]] = {
+    name: (spec.shape, spec.per_node) for name, spec in LABEL_FIELDS.items()
 }
 
 
@@ -48,6 +44,10 @@ class BatchAssembler:
         dtype: float dtype of positions, cells and targets.
         properties: target names to include (default: those present in any structure).
         neighbor_cache: a :class:`NeighborCache` for ``cutoff`` (a fresh one by default).
+        inputs: model inputs to put in ``Graph.extras`` (e.g. ``TACEConfig.input_names``);
+            a structure missing a required one raises. ``None``: ``level``, ``total_charge``
+            and, where some structure has them, ``charges`` and ``electric_field``.
+        input_limits: exclusive upper bounds of integer inputs (``{"level": num_levels}``).
     """
 
     def __init__(
@@ -58,6 +58,8 @@ class BatchAssembler:
         dtype="float32",
         properties: Sequence[str] | None = None,
         neighbor_cache: NeighborCache | None = None,
+        inputs: Sequence[str] | None = None,
+        input_limits: Mapping[str, int] | None = None,
     ):
         if len(structures) == 0:
             raise DataError("no structures to batch")
@@ -75,13 +77,18 @@ class BatchAssembler:
         self.n_nodes = np.array([s.n_atoms for s in self.structures], np.int64)
         self.n_edges = np.array([len(e[0]) for e in self.edges], np.int64)
         if properties is None:
-            properties = [p for p in TARGETS if any(s.has(p) for s in self.structures)]
-        unknown = set(properties) - set(TARGETS)
+            properties = [p for p in BATCH_LABELS if any(s.has(p) for s in self.structures)]
+        unknown = set(properties) - set(BATCH_LABELS)
         if unknown:
-            raise DataError(f"properties: unknown {sorted(unknown)}; known: {list(TARGETS)}")
-        self.properties = tuple(p for p in TARGETS if p in properties)
-        self.has_charges = any(s.charges is not None for s in self.structures)
-        self.has_field = any(s.electric_field is not None for s in self.structures)
+            raise DataError(f"properties: unknown {sorted(unknown)}; known: {list(BATCH_LABELS)}")
+        self.properties = tuple(p for p in BATCH_LABELS if p in properties)
+        self.explicit_inputs = inputs is not None
+        if inputs is None:
+            inputs = ["level", "total_charge"]
+            inputs += [n for n in ("charges", "electric_field") if any(s.has(n) for s in structures)]
+        check_input_names(inputs)
+        self.input_names = tuple(inputs)
+        self.input_limits = dict(input_limits or {})
 
     def __len__(self) -> int:
         return len(self.structures)
@@ -129,7 +136,7 @@ class BatchAssembler:
         f = self.dtype
         targets: dict[str, np.ndarray] = {}
         for name in self.properties:
-            shape, per_node = TARGETS[name]
+            shape, per_node = BATCH_LABELS[name]
             arr = np.zeros(((n_b if per_node else g_b), *shape), f)
             has = np.zeros(g_b, bool)
             pos = 0
@@ -147,29 +154,41 @@ class BatchAssembler:
         weight = np.zeros(g_b, f)
         weight[: len(ss)] = [s.weight for s in ss]
         targets["weight"] = weight
-        extras: dict[str, np.ndarray] = {}
-        level = np.zeros(g_b, np.int32)
-        level[: len(ss)] = [s.level for s in ss]
-        extras["level"] = level
-        total = np.zeros(g_b, f)
-        total[: len(ss)] = [0.0 if s.total_charge is None else s.total_charge for s in ss]
-        extras["total_charge"] = total
-        if self.has_charges:
-            charges, has = np.zeros(n_b, f), np.zeros(g_b, bool)
-            pos = 0
-            for g, s in enumerate(ss):
-                if s.charges is not None:
-                    charges[pos : pos + s.n_atoms] = s.charges
-                    has[g] = True
-                pos += s.n_atoms
-            extras["charges"], extras["has_charges"] = charges, has
-        if self.has_field:
-            field = np.zeros((g_b, 3), f)
-            for g, s in enumerate(ss):
-                if s.electric_field is not None:
-                    field[g] = s.electric_field
-            extras["electric_field"] = field
+        extras = self._inputs(ss, n_b, g_b)
         return targets, extras
+
+
+    def _inputs(self, ss, n_b: int, g_b: int) -> dict[str, np.ndarray]:
+        """Model inputs through the one assembler (:func:`~tace_jax.data.inputs.read_inputs`).
+
+        With explicit ``inputs`` a missing required input raises, naming the structure. Without,
+        ``level`` and ``total_charge`` are always given and ``charges``/``electric_field``
+        when some structure has them; structures without charges get zeros and
+        ``has_charges = False``."""
+        per, has = [], {}
+        for s in ss:
+            fill = {}
+            if not self.explicit_inputs:
+                for name in self.input_names:
+                    spec = INPUTS[name]
+                    if spec.default is None and getattr(s, name, None) is None:
+                        fill[name] = np.zeros((s.n_atoms if spec.per_node else 1, *spec.shape))
+                        has.setdefault(name, []).append(False)
+                    elif spec.default is None:
+                        has.setdefault(name, []).append(True)
+            per.append(read_inputs(s, self.input_names, fill, s.where, self.input_limits))
+        extras = {}
+        for name, value in collate_inputs(per).items():
+            spec = INPUTS[name]
+            size = n_b if spec.per_node else g_b
+            dtype = self.dtype if spec.kind == "float" else spec.np_dtype
+            padded = np.zeros((size, *value.shape[1:]), dtype)
+            padded[: len(value)] = value
+            extras[name] = padded
+        for name, flags in has.items():
+            extras[f"has_{name}"] = np.zeros(g_b, bool)
+            extras[f"has_{name}"][: len(flags)] = flags
+        return extras
 
 
 def batch_structures(

@@ -22,30 +22,7 @@ import flax.struct
 import jax.numpy as jnp
 import numpy as np
 
-#: Extras/targets known to be per node; everything in GRAPH_FIELDS is per graph.
-NODE_FIELDS = frozenset(
-    {"forces", "charges", "born_charges", "initial_magmoms", "node_weight", "has_forces"}
-)
-GRAPH_FIELDS = frozenset(
-    {
-        "energy",
-        "stress",
-        "virials",
-        "dipole",
-        "polarizability",
-        "total_charge",
-        "level",
-        "electric_field",
-        "magnetic_field",
-        "weight",
-        "has_energy",
-        "has_stress",
-        "has_virials",
-        "has_dipole",
-        "has_polarizability",
-        "spin_multiplicity",
-    }
-)
+from .fields import GRAPH_FIELDS, INPUTS, NODE_FIELDS
 
 __all__ = [
     "Graph",
@@ -208,9 +185,14 @@ def pad_graph(g: dict[str, np.ndarray], budgets: tuple[int, int, int], dtype=np.
     )
 
 
-def single_atom_graph(atomic_number: int, dtype=np.float32) -> Graph:
+def single_atom_graph(atomic_number: int, dtype=np.float32, inputs=()) -> Graph:
     """One isolated atom (no edges) in the smallest padded batch: used to ``init`` models, whose
-    parameter shapes do not depend on the graph."""
+    parameter shapes do not depend on the graph. ``inputs`` names model inputs (registry names,
+    e.g. ``TACEConfig.input_names``) to provide as zero-valued extras."""
+    extras = {}
+    for name in inputs:
+        spec = INPUTS[name]
+        extras[name] = np.zeros((1, *spec.shape), spec.np_dtype)
     return pad_graph(
         {
             "positions": np.zeros((1, 3)),
@@ -222,6 +204,7 @@ def single_atom_graph(atomic_number: int, dtype=np.float32) -> Graph:
             "shifts": np.zeros((0, 3)),
             "cell": np.zeros((1, 3, 3)),
             "pbc": np.zeros((1, 3), bool),
+            "extras": extras,
         },
         (2, 1, 2),
         dtype=dtype,

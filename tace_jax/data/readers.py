@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from .errors import DataError, where
+from .fields import INPUTS
 from .structure import LABELS, Structure
 from .units import resolve_units
 
@@ -122,6 +123,13 @@ def structure_from_atoms(
             raise DataError(f"{loc}: field {label!r} is not numeric ({exc})") from exc
     level = _lookup(atoms, keys.level_key)
     weight = _lookup(atoms, keys.weight_key)
+    inputs = {}
+    for name, spec in INPUTS.items():
+        if name in fields or name == "level":
+            continue
+        value = (atoms.arrays if spec.per_node else atoms.info).get(name)
+        if value is not None:
+            inputs[name] = np.asarray(value)
     return Structure(
         numbers=atoms.get_atomic_numbers(),
         positions=np.asarray(atoms.get_positions()) * f["length"],
@@ -130,6 +138,7 @@ def structure_from_atoms(
         level=0 if level is None else _level(level, levels, loc),
         weight=1.0 if weight is None else np.asarray(weight, dtype=np.float64).item(),
         source=source,
+        inputs=inputs,
         **fields,
     )
 
@@ -155,6 +164,10 @@ def structure_to_atoms(structure: Structure):
             atoms.info[k] = np.array(v) if np.ndim(v) else v
     atoms.info["level"] = structure.level
     atoms.info["weight"] = structure.weight
+    if structure.charges is not None:  # a model input too (read from atoms.arrays)
+        atoms.arrays["charges"] = np.array(structure.charges)
+    for k, v in structure.inputs.items():
+        (atoms.arrays if INPUTS[k].per_node else atoms.info)[k] = np.array(v)
     if results:
         atoms.calc = SinglePointCalculator(atoms, **{k: np.array(v) for k, v in results.items()})
     return atoms

@@ -1,4 +1,4 @@
-"""Dataset statistics for the energy normalisation (TACE_SPEC §2.9 and §5.2).
+"""Dataset statistics for the energy normalisation (``docs/theory.md`` §2.9 and §5.2).
 
 For each fidelity level ``m`` and element ``Z`` (sorted ``atomic_numbers``):
 
@@ -10,11 +10,13 @@ For each fidelity level ``m`` and element ``Z`` (sorted ``atomic_numbers``):
 * ``shift[m][Z]`` — μ: ``None`` → 0, ``mean_delta_energy_per_atom`` = mean over structures of
   ``(E − Σ_i E0_{z_i}) / N``, or a number;
 * ``avg_num_neighbors`` — directed edges per atom over the whole set (one constant).
+
+The result is a plain, JSON-friendly dict of numbers; ``tace_jax.train.prepare`` turns it into
+the model's ``Statistics``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -23,7 +25,7 @@ from .errors import DataError
 from .neighbor_cache import NeighborCache
 from .structure import Structure
 
-__all__ = ["compute_statistics", "to_model_statistics", "fit_atomic_energies", "count_elements"]
+__all__ = ["compute_statistics", "fit_atomic_energies", "count_elements"]
 
 
 def count_elements(structures: Sequence[Structure], atomic_numbers: Sequence[int]) -> np.ndarray:
@@ -197,23 +199,3 @@ def _avg_num_neighbors(structures, cutoff, neighbors) -> float:
     edges = sum(len(e[0]) for e in neighbors.compute(structures))
     atoms = sum(s.n_atoms for s in structures)
     return float(edges / max(atoms, 1))
-
-
-def to_model_statistics(stats: Mapping):
-    """Convert a :func:`compute_statistics` dict to ``tace_jax.models.Statistics``.
-
-    The import is lazy; only the fields that ``Statistics`` declares are passed
-    (``atomic_energies``, ``scale``, ``shift``, ``avg_num_neighbors``, …).
-    """
-    from tace_jax.models import Statistics  # lazy: the model package may import data
-
-    if hasattr(Statistics, "__dataclass_fields__"):
-        names = {f.name for f in dataclasses.fields(Statistics)}
-        kwargs = {k: v for k, v in stats.items() if k in names}
-        if "avg_num_neighbors" in kwargs and not kwargs["avg_num_neighbors"] > 0:
-            kwargs["avg_num_neighbors"] = 1.0  # no edges at all: the value is never used
-        for k in ("atomic_energies", "scale", "shift"):
-            if k in kwargs:
-                kwargs[k] = tuple(tuple(float(x) for x in row) for row in kwargs[k])
-        return Statistics(**kwargs)
-    return Statistics.from_dict(dict(stats))

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from .errors import DataError, where
+from .fields import INPUTS
 
 __all__ = [
     "LABELS",
@@ -76,6 +78,10 @@ def virials_to_stress(virials, cell) -> np.ndarray:
     return -np.asarray(virials) / vol
 
 
+#: Model inputs that are :class:`Structure` fields of their own.
+_OWN_FIELDS = frozenset({"charges", "total_charge", "electric_field", "level"})
+
+
 def _frozen(a: np.ndarray) -> np.ndarray:
     a = np.array(a)  # own copy
     a.flags.writeable = False
@@ -105,6 +111,8 @@ class Structure:
         level: fidelity level (multi-head index), ``≥ 0``.
         weight: per-structure loss weight, ``≥ 0``.
         source: ``(file, frame)`` for error messages.
+        inputs: further model inputs by registry name (:data:`tace_jax.data.fields.INPUTS`,
+            e.g. ``magnetic_field``, ``spin_multiplicity``), checked when batched.
 
     Raises:
         DataError: on wrong shapes, non-finite values, negative weights or levels.
@@ -127,6 +135,7 @@ class Structure:
     level: int = 0
     weight: float = 1.0
     source: tuple[str, int] = ("<memory>", 0)
+    inputs: Mapping[str, Any] | None = None
 
     def __post_init__(self):
         loc = where(self.source)
@@ -185,6 +194,14 @@ class Structure:
             raise DataError(f"{loc}: field 'weight' must be finite and >= 0, got {self.weight}")
         put("level", level)
         put("weight", weight)
+        extra = dict(self.inputs or {})
+        bad = sorted(k for k in extra if k not in INPUTS or k in _OWN_FIELDS)
+        if bad:
+            raise DataError(
+                f"{loc}: field 'inputs' has {bad}; it takes model inputs other than "
+                f"{sorted(_OWN_FIELDS)}: {sorted(set(INPUTS) - _OWN_FIELDS)}"
+            )
+        put("inputs", {k: _frozen(np.asarray(v)) for k, v in extra.items()})
 
     @staticmethod
     def _array(name: str, value, shape: tuple, loc: str) -> np.ndarray:

@@ -1,20 +1,23 @@
-"""Duck-typed access to a :class:`tace_jax.models.Potential` (or a stand-in with the same API).
-
-The dynamics code needs only: an ``apply_fn(variables, graph, edge_vecs=None) -> {"energy": [G]}``,
-the ``variables``, the model ``cutoff`` (Å), the sorted ``atomic_numbers`` and the ``dtype``.
-"""
+"""The parts of a potential (:class:`~tace_jax.md.protocol.PotentialProtocol`) the dynamics
+code uses: ``apply_fn``, ``variables``, ``cutoff``, ``atomic_numbers``, ``dtype`` and the
+model inputs it reads."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["ModelParts", "model_parts", "species_of", "cast_floats"]
+from tace_jax.data.atoms_graph import species_index
+from tace_jax.ops import cast_floats
+
+from .protocol import PROTOCOL_MEMBERS, PotentialProtocol, input_limits_of, input_names_of
+
+__all__ = ["ModelParts", "model_parts", "species_of"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,8 +30,8 @@ class ModelParts:
         cutoff: Å.
         atomic_numbers: sorted atomic numbers of the model (species index order).
         dtype: computation dtype (``jnp.float32`` or ``jnp.float64``).
-        extras: function ``extras(num_nodes, num_graphs) -> dict`` of graph extras the model
-            expects (empty for the plain model).
+        input_names: model inputs read from ``graph.extras`` (empty: geometry only).
+        input_limits: exclusive upper bounds of integer inputs (``{"level": 3}``).
     """
 
     apply_fn: Callable
@@ -36,62 +39,35 @@ class ModelParts:
     cutoff: float
     atomic_numbers: tuple
     dtype: Any
-    extras: Callable = lambda num_nodes, num_graphs: {}
-
-
-def _first_attr(obj, names: Sequence[str]):
-    for name in names:
-        cur = obj
-        for part in name.split("."):
-            cur = getattr(cur, part, None)
-            if cur is None:
-                break
-        if cur is not None:
-            return cur
-    return None
-
-
-def cast_floats(tree, dtype):
-    """Cast every floating-point leaf of ``tree`` to ``dtype``."""
-
-    def cast(x):
-        x = jnp.asarray(x)
-        return x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
-
-    return jax.tree_util.tree_map(cast, tree)
+    input_names: tuple = ()
+    input_limits: dict = dataclasses.field(default_factory=dict)
 
 
 def model_parts(potential, dtype=None) -> ModelParts:
-    """Extract :class:`ModelParts` from a potential, optionally overriding its dtype.
+    """:class:`ModelParts` of a potential, optionally computing in another ``dtype``.
 
     Raises:
-        TypeError: if the object lacks an apply function, variables, cutoff or element list.
+        TypeError: ``potential`` does not satisfy
+            :class:`~tace_jax.md.protocol.PotentialProtocol`.
+        ValueError: float64 requested while ``jax_enable_x64`` is off.
     """
     if isinstance(potential, ModelParts):
         parts = potential
-    else:
-        apply_fn = _first_attr(potential, ("apply_fn", "model.apply"))
-        variables = _first_attr(potential, ("variables", "params"))
-        cutoff = _first_attr(potential, ("cutoff", "config.cutoff", "config.r_max"))
-        numbers = _first_attr(potential, ("atomic_numbers", "config.atomic_numbers"))
-        pdtype = _first_attr(potential, ("dtype",)) or "float32"
-        missing = [
-            n
-            for n, v in (("apply_fn", apply_fn), ("variables", variables), ("cutoff", cutoff))
-            if v is None
-        ]
-        if numbers is None:
-            missing.append("atomic_numbers")
-        if missing:
-            raise TypeError(f"{type(potential).__name__} lacks {missing} needed for dynamics")
-        extras = getattr(potential, "graph_extras", None)
+    elif isinstance(potential, PotentialProtocol):
         parts = ModelParts(
-            apply_fn=apply_fn,
-            variables=variables,
-            cutoff=float(cutoff),
-            atomic_numbers=tuple(int(z) for z in numbers),
-            dtype=jnp.dtype(pdtype),
-            extras=extras if callable(extras) else (lambda num_nodes, num_graphs: {}),
+            apply_fn=potential.apply_fn,
+            variables=potential.variables,
+            cutoff=float(potential.cutoff),
+            atomic_numbers=tuple(int(z) for z in potential.atomic_numbers),
+            dtype=jnp.dtype(potential.dtype),
+            input_names=input_names_of(potential),
+            input_limits=input_limits_of(potential),
+        )
+    else:
+        missing = [n for n in PROTOCOL_MEMBERS if not hasattr(potential, n)]
+        raise TypeError(
+            f"{type(potential).__name__} is not a potential: it lacks {missing} "
+            "(see tace_jax.md.protocol.PotentialProtocol)"
         )
     dtype = parts.dtype if dtype is None else jnp.dtype(dtype)
     if dtype == jnp.float64 and not jax.config.jax_enable_x64:
@@ -104,6 +80,4 @@ def model_parts(potential, dtype=None) -> ModelParts:
 
 def species_of(numbers, atomic_numbers, where: str = "structure") -> np.ndarray:
     """Indices of ``numbers`` in the model's ``atomic_numbers``; clear error for unknown ones."""
-    from tace_jax.data.atoms_graph import species_index
-
     return np.asarray(species_index(np.asarray(numbers), atomic_numbers, where), np.int32)

@@ -17,28 +17,9 @@ import jax.numpy as jnp
 from ase import units
 from jax_md import quantity, simulate
 
+from .config import ENSEMBLES, MDConfig, canonical_ensemble, md_config
+
 __all__ = ["ENSEMBLES", "Integrator", "nve", "make_integrator", "canonical_ensemble"]
-
-ENSEMBLES = ("nve", "nvt_nose_hoover", "nvt_langevin", "npt_nose_hoover")
-_ALIASES = {
-    "nve": "nve",
-    "nvt": "nvt_nose_hoover",
-    "nose_hoover": "nvt_nose_hoover",
-    "nvt_nose_hoover": "nvt_nose_hoover",
-    "nvt_nh": "nvt_nose_hoover",
-    "langevin": "nvt_langevin",
-    "nvt_langevin": "nvt_langevin",
-    "npt": "npt_nose_hoover",
-    "npt_nose_hoover": "npt_nose_hoover",
-}
-
-
-def canonical_ensemble(name: str) -> str:
-    """Map an ensemble name or alias (``nvt``, ``langevin``, ``npt``, …) to one of ENSEMBLES."""
-    key = str(name).lower().replace("-", "_")
-    if key not in _ALIASES:
-        raise ValueError(f"unknown ensemble {name!r}; choose one of {sorted(_ALIASES)}")
-    return _ALIASES[key]
 
 
 def nve(energy_fn: Callable, shift_fn: Callable, dt: float):
@@ -77,7 +58,8 @@ class Integrator:
         apply_fn: ``apply_fn(state, neighbor) -> state``.
         box_fn: ``box_fn(state) -> box`` (jax-md columns) for NPT, ``None`` for a fixed cell.
         invariant_fn: ``invariant_fn(state, neighbor) -> eV``, the conserved quantity (total
-            energy for NVE, extended Hamiltonian for Nosé–Hoover; ``nan`` for Langevin).
+            energy for NVE, extended Hamiltonian for Nosé–Hoover); ``None`` for Langevin,
+            which conserves nothing (observations report ``nan``).
         kT: eV; pressure: eV/Å³ (NPT); dt: ASE time units.
     """
 
@@ -85,43 +67,33 @@ class Integrator:
     init_fn: Callable
     apply_fn: Callable
     box_fn: Callable
-    invariant_fn: Callable
+    invariant_fn: Callable | None
     kT: float
     pressure: float
     dt: float
 
 
-def make_integrator(
-    system,
-    ensemble: str = "nve",
-    timestep: float = 0.5,
-    temperature: float = 300.0,
-    pressure: float = 0.0,
-    friction: float = 0.01,
-    tau_t: float = 50.0,
-    tau_p: float = 500.0,
-    chain_length: int = 3,
-) -> Integrator:
-    """Build the integrator of ``ensemble`` for an :class:`~tace_jax.md.jax_md.MDSystem`.
+def make_integrator(system, config: MDConfig | None = None, **overrides) -> Integrator:
+    """Build the integrator of ``config.ensemble`` for an :class:`~tace_jax.md.jax_md.MDSystem`.
 
     Args:
         system: from :func:`~tace_jax.md.jax_md.md_system` (NPT needs fractional coordinates).
-        ensemble: ``nve``, ``nvt``/``nvt_nose_hoover``, ``langevin``/``nvt_langevin``,
-            ``npt``/``npt_nose_hoover``.
-        timestep: fs.
-        temperature: K (thermostats; NVE ignores it).
-        pressure: GPa (NPT).
-        friction: Langevin friction, 1/fs.
-        tau_t, tau_p: thermostat and barostat time constants, fs.
-        chain_length: Nosé–Hoover chain length.
+        config: the :class:`~tace_jax.md.config.MDConfig` (ensemble, ``timestep`` fs,
+            ``temperature`` K, ``pressure`` GPa, ``friction`` 1/fs, ``tau_t``/``tau_p`` fs,
+            ``chain_length``); default ``MDConfig()``.
+        **overrides: :class:`~tace_jax.md.config.MDConfig` fields replacing those of ``config``.
 
     Raises:
         ValueError: unknown ensemble, or NPT without a periodic cell in fractional coordinates.
+        TypeError: an override that is not an :class:`~tace_jax.md.config.MDConfig` field.
     """
-    ens = canonical_ensemble(ensemble)
-    dt = float(timestep) * units.fs
-    kT = float(temperature) * units.kB
-    p_int = float(pressure) * units.GPa
+    cfg = md_config(config, **overrides)
+    ens = canonical_ensemble(cfg.ensemble)
+    dt = float(cfg.timestep) * units.fs
+    kT = float(cfg.temperature) * units.kB
+    p_int = float(cfg.pressure) * units.GPa
+    chain_length = int(cfg.chain_length)
+    tau_t, tau_p = float(cfg.tau_t) * units.fs, float(cfg.tau_p) * units.fs
     energy_fn, shift_fn = system.energy_fn, system.shift_fn
     box_fn = lambda state: None  # fixed cell: the energy function's own
 
@@ -137,7 +109,7 @@ def make_integrator(
 
     elif ens == "nvt_nose_hoover":
         init, apply = simulate.nvt_nose_hoover(
-            energy_fn, shift_fn, dt, kT, chain_length=chain_length, tau=float(tau_t) * units.fs
+            energy_fn, shift_fn, dt, kT, chain_length=chain_length, tau=tau_t
         )
 
         def init_fn(key, R, momenta, neighbor):
@@ -147,14 +119,13 @@ def make_integrator(
             return simulate.nvt_nose_hoover_invariant(energy_fn, state, kT, neighbor=neighbor)
 
     elif ens == "nvt_langevin":
-        gamma = float(friction) / units.fs
+        gamma = float(cfg.friction) / units.fs
         init, apply = simulate.nvt_langevin(energy_fn, shift_fn, dt, kT, gamma=gamma)
 
         def init_fn(key, R, momenta, neighbor):
             return init(key, R, mass=system.masses, momenta=momenta, neighbor=neighbor)
 
-        def invariant_fn(state, neighbor):
-            return jnp.asarray(jnp.nan, state.position.dtype)
+        invariant_fn = None  # no conserved quantity (NaN is added outside jit)
 
     else:
         if not (system.fractional and system.periodic and bool(all(system.pbc))):
@@ -168,8 +139,8 @@ def make_integrator(
             dt,
             p_int,
             kT,
-            barostat_kwargs={"chain_length": chain_length, "tau": float(tau_p) * units.fs},
-            thermostat_kwargs={"chain_length": chain_length, "tau": float(tau_t) * units.fs},
+            barostat_kwargs={"chain_length": chain_length, "tau": tau_p},
+            thermostat_kwargs={"chain_length": chain_length, "tau": tau_t},
         )
         box_fn = simulate.npt_box
 

@@ -7,7 +7,7 @@ import pathlib
 
 from ase.io import Trajectory, write
 
-__all__ = ["MDLogger", "TrajectoryWriter", "LOG_COLUMNS", "load_potential"]
+__all__ = ["MDLogger", "TrajectoryWriter", "LOG_COLUMNS"]
 
 #: (key, header, format) of the columns written by :class:`MDLogger`.
 LOG_COLUMNS = (
@@ -95,26 +95,3 @@ class TrajectoryWriter:
 
     def __exit__(self, *exc):
         self.close()
-
-
-def load_potential(path, dtype=None):
-    """Load a :class:`tace_jax.models.Potential` from a ``.tace`` file (``Potential.save``) or a
-    reference fixture ``.npz`` (with the ``.json`` of the same name next to it).
-
-    ``dtype="float64"`` switches on ``jax_enable_x64`` (a run-time choice of the caller).
-    """
-    import jax
-
-    from tace_jax.models.potential import Potential
-
-    if dtype is not None and str(dtype) == "float64" and not jax.config.jax_enable_x64:
-        jax.config.update("jax_enable_x64", True)
-    path = pathlib.Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"model file {str(path)!r} does not exist")
-    if path.suffix == ".npz":
-        cfg = path.with_suffix(".json")
-        if not cfg.exists():
-            raise FileNotFoundError(f"reference weights {path} need their config {cfg}")
-        return Potential.from_reference(path, cfg, dtype=dtype or "float64")
-    return Potential.load(path, dtype=dtype)

@@ -12,6 +12,12 @@ Conventions follow jax-md: ``box`` has the lattice vectors as *columns* (``box =
 :func:`jax_md.simulate.npt_nose_hoover` obtain ``∂E/∂ε``. With ``fractional_coordinates=True``
 positions are fractional and ``jax.grad`` still returns Cartesian gradients (jax-md's
 ``space.transform`` rule), as jax-md's NPT integrator expects.
+
+Model inputs beyond geometry (``electric_field``, ``level``, …; :mod:`tace_jax.data.fields`)
+are fixed when the functions are built, from keyword arguments or ``atoms.info`` /
+``atoms.arrays``: ``md_system(potential, atoms, electric_field=[0, 0, 0.1])`` integrates under a
+constant field. ``energy_fn(..., inputs={"electric_field": E})`` evaluates at other (possibly
+traced) values, e.g. to differentiate the energy with respect to the field.
 """
 
 from __future__ import annotations
@@ -27,9 +33,11 @@ from jax_md import space
 from tace_jax.data.graph import Graph
 
 from ._adapter import ModelParts, model_parts, species_of
+from ._inputs import collect_inputs, pad_inputs
+from .config import MDConfig
 from .neighbors import ImageNeighborList, MDNeighborFns, make_neighbor_fns, mic_shifts
 
-__all__ = ["MDSystem", "md_system", "jax_md_functions", "stress_fn", "pressure_fn"]
+__all__ = ["MDSystem", "md_system", "stress_fn", "pressure_fn"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +56,10 @@ class MDSystem:
         parts: the :class:`~tace_jax.md._adapter.ModelParts` used.
         energy_fn_for: ``energy_fn_for(variables)`` rebuilds ``energy_fn`` with other model
             variables (e.g. traced ones, to differentiate a trajectory w.r.t. parameters).
+        inputs: the fixed model inputs (``{name: array}``, unpadded; empty for a
+            geometry-only model).
+
+    Unpacking gives jax-md's triple: ``energy_fn, neighbor_fn, shift_fn = system``.
     """
 
     energy_fn: Any
@@ -60,6 +72,10 @@ class MDSystem:
     fractional: bool
     parts: ModelParts
     energy_fn_for: Any = None
+    inputs: dict = dataclasses.field(default_factory=dict)
+
+    def __iter__(self):
+        return iter((self.energy_fn, self.neighbor_fn, self.shift_fn))
 
     @property
     def box(self):
@@ -84,8 +100,11 @@ def _perturb(x, cell, perturbation):
     return x @ p.T, cell @ p.T
 
 
-def make_energy_fn(parts: ModelParts, species, numbers, cell, pbc, fractional: bool):
-    """The jax-md energy function of one structure (see the module docstring)."""
+def make_energy_fn(parts: ModelParts, species, numbers, cell, pbc, fractional: bool, inputs=None):
+    """The jax-md energy function of one structure (see the module docstring).
+
+    ``inputs`` are the fixed model inputs (:func:`~tace_jax.md._inputs.collect_inputs`).
+    """
     n = len(species)
     dtype = parts.dtype
     cell0 = jnp.asarray(cell, dtype)
@@ -97,12 +116,18 @@ def make_energy_fn(parts: ModelParts, species, numbers, cell, pbc, fractional: b
     species_p, numbers_p = pad_i(species), pad_i(numbers)
     node_mask = jnp.arange(n + 1) < n
     node_graph = jnp.where(node_mask, 0, 1).astype(jnp.int32)
-    extras = parts.extras(n + 1, 2)
+    fixed = pad_inputs(inputs or {}, n, dtype)
     rc2 = parts.cutoff**2
 
-    def energy_fn(R, neighbor=None, box=None, perturbation=None, **unused):
+    def energy_fn(R, neighbor=None, box=None, perturbation=None, inputs=None, **unused):
         if neighbor is None:
             raise ValueError("energy_fn needs a neighbour list: energy_fn(R, neighbor=nbrs)")
+        extras = fixed
+        if inputs:
+            other = sorted(set(inputs) - set(fixed))
+            if other:
+                raise ValueError(f"energy_fn: the model does not read input(s) {other}")
+            extras = {**fixed, **pad_inputs(inputs, n, dtype)}
         R = jnp.asarray(R).astype(dtype)
         c = cell0 if box is None else jnp.asarray(box, dtype).T
         x = space.transform(c.T, R) if fractional else R
@@ -151,15 +176,50 @@ def make_energy_fn(parts: ModelParts, species, numbers, cell, pbc, fractional: b
 def md_system(
     potential,
     atoms,
-    capacity_multiplier: float = 1.25,
-    skin: float = 0.5,
+    capacity_multiplier: float = MDConfig.capacity_multiplier,
+    skin: float = MDConfig.skin,
     fractional_coordinates: bool = False,
-    backend: str = "auto",
+    backend: str = MDConfig.neighbor_backend,
     dtype=None,
+    **inputs,
 ) -> MDSystem:
-    """Build the jax-md pieces for ``atoms`` (see :func:`jax_md_functions` for the arguments)."""
+    """The jax-md pieces for ``atoms``: the one builder of jax-md functions.
+
+    Args:
+        potential: a :class:`~tace_jax.md.protocol.PotentialProtocol` (the trained
+            ``Potential`` or a test double).
+        atoms: ``ase.Atoms``; its cell and ``pbc`` define the space (free space without
+            ``pbc``; ``space.periodic_general`` with the cell otherwise).
+        capacity_multiplier: neighbour-list capacity margin.
+        skin: Verlet skin in Å (pairs are listed up to ``cutoff + skin``).
+        fractional_coordinates: integrate fractional positions (needed for jax-md NPT).
+        backend: neighbour back end, ``"auto"``, ``"jax_md"`` or ``"image"`` (see
+            :mod:`tace_jax.md.neighbors`).
+        dtype: computation dtype (default: the potential's).
+        **inputs: model inputs held fixed (``electric_field=[0, 0, 0.1]``, ``level=1``, …);
+            they override ``atoms.info`` / ``atoms.arrays``. Inputs the model does not read
+            are ignored with a warning.
+
+    Returns:
+        an :class:`MDSystem`, which unpacks to jax-md's ``(energy_fn, neighbor_fn,
+        shift_fn)``: ``energy_fn(R, neighbor, box=None, perturbation=None)`` in eV;
+        ``neighbor_fn`` with ``allocate(R, extra_capacity=0, box=None)`` (outside ``jit``) and
+        ``update(R, nbrs, box=None)`` (inside ``jit``), whose lists expose
+        ``did_buffer_overflow``; and jax-md's ``shift_fn``.
+
+    Raises:
+        TypeError: an unknown keyword (neither an option nor a model input).
+        ValueError: an element the model lacks, a missing or malformed model input, or
+            fractional coordinates without a fully periodic cell.
+
+    Example:
+        >>> energy_fn, neighbor_fn, shift_fn = potential.jax_md(atoms)  # doctest: +SKIP
+        >>> nbrs = neighbor_fn.allocate(R)  # doctest: +SKIP
+        >>> e = jax.jit(energy_fn)(R, nbrs)  # doctest: +SKIP
+    """
     parts = model_parts(potential, dtype)
     species = species_of(atoms.get_atomic_numbers(), parts.atomic_numbers, "atoms")
+    values = collect_inputs(atoms, parts.input_names, inputs, "atoms", parts.input_limits)
     pbc = np.asarray(atoms.get_pbc(), bool)
     cell = np.asarray(atoms.get_cell().array, np.float64) if pbc.any() else np.zeros((3, 3))
     fractional = bool(fractional_coordinates)
@@ -186,11 +246,10 @@ def md_system(
 
     def energy_fn_for(variables):
         new = dataclasses.replace(parts, variables=variables)
-        return make_energy_fn(new, species, numbers, cell, pbc, fractional)
+        return make_energy_fn(new, species, numbers, cell, pbc, fractional, values)
 
-    energy_fn = make_energy_fn(parts, species, numbers, cell, pbc, fractional)
     return MDSystem(
-        energy_fn=energy_fn,
+        energy_fn=make_energy_fn(parts, species, numbers, cell, pbc, fractional, values),
         neighbor_fn=nfns,
         shift_fn=shift_fn,
         positions=jnp.asarray(pos, parts.dtype),
@@ -200,47 +259,12 @@ def md_system(
         fractional=fractional,
         parts=parts,
         energy_fn_for=energy_fn_for,
+        inputs=values,
     )
 
 
-def jax_md_functions(
-    potential,
-    atoms,
-    capacity_multiplier: float = 1.25,
-    skin: float = 0.5,
-    fractional_coordinates: bool = False,
-    backend: str = "auto",
-    dtype=None,
-):
-    """``(energy_fn, neighbor_fn, shift_fn)`` for running ``atoms`` with jax-md.
-
-    Args:
-        potential: a :class:`tace_jax.models.Potential` (or any object with ``apply_fn``,
-            ``variables``, ``cutoff``, ``atomic_numbers``, ``dtype``).
-        atoms: ``ase.Atoms``; its cell and ``pbc`` define the space (free space without
-            ``pbc``; ``space.periodic_general`` with the cell otherwise).
-        capacity_multiplier: neighbour-list capacity margin.
-        skin: Verlet skin in Å (pairs are listed up to ``cutoff + skin``).
-        fractional_coordinates: integrate fractional positions (needed for jax-md NPT).
-        backend: neighbour back end, ``"auto"``, ``"jax_md"`` or ``"image"`` (see
-            :mod:`tace_jax.md.neighbors`).
-        dtype: computation dtype (default: the potential's).
-
-    Returns:
-        ``energy_fn(R, neighbor, box=None, perturbation=None)`` in eV; ``neighbor_fn`` with
-        ``allocate(R, extra_capacity=0, box=None)`` (outside ``jit``) and
-        ``update(R, nbrs, box=None)`` (inside ``jit``), whose lists expose
-        ``did_buffer_overflow``; and jax-md's ``shift_fn``.
-
-    Example:
-        >>> energy_fn, neighbor_fn, shift_fn = potential.jax_md(atoms)  # doctest: +SKIP
-        >>> nbrs = neighbor_fn.allocate(R)  # doctest: +SKIP
-        >>> e = jax.jit(energy_fn)(R, nbrs)  # doctest: +SKIP
-    """
-    system = md_system(
-        potential, atoms, capacity_multiplier, skin, fractional_coordinates, backend, dtype
-    )
-    return system.energy_fn, system.neighbor_fn, system.shift_fn
+#: Former name of :func:`md_system`, kept for ``Potential.jax_md`` (same function).
+jax_md_functions = md_system
 
 
 def stress_fn(energy_fn, R, neighbor, box=None):

@@ -17,11 +17,12 @@ from ase import units
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
 
-from .integrators import canonical_ensemble, make_integrator
+from .config import MDConfig, md_config
+from .integrators import make_integrator
 from .io import MDLogger, TrajectoryWriter
 from .jax_md import md_system, pressure_fn
 
-__all__ = ["Simulation", "run_md", "initial_momenta"]
+__all__ = ["Simulation", "initial_momenta"]
 
 
 def initial_momenta(atoms, temperature: float, seed: int = 0) -> np.ndarray:
@@ -46,74 +47,60 @@ def _any_overflow(nbrs) -> jax.Array:
 
 
 class Simulation:
-    """MD of one structure or a batch of replicas with a TACE potential.
+    """MD of one structure or a batch of replicas with a potential.
 
     Args:
-        potential: a :class:`tace_jax.models.Potential` (or stand-in).
+        potential: a :class:`~tace_jax.md.protocol.PotentialProtocol` (the trained
+            ``Potential`` or a test double).
         atoms: ``ase.Atoms``, or a list of them (replicas: same elements in the same order,
             same cell and periodicity; integrated together with ``vmap``).
-        ensemble: ``nve``, ``nvt`` (Nosé–Hoover chain), ``langevin``, ``npt`` (Nosé–Hoover).
-        timestep: fs. temperature: K. pressure: GPa. friction: 1/fs. tau_t, tau_p: fs.
-        init_temperature: K for the initial Maxwell–Boltzmann velocities when the atoms carry
-            none (default ``temperature``; 0 starts at rest).
-        skin, capacity_multiplier, backend: neighbour-list options
-            (:func:`~tace_jax.md.jax_md.jax_md_functions`).
+        config: the :class:`~tace_jax.md.config.MDConfig` (ensemble, thermostat, barostat,
+            neighbour list, seed, intervals); default ``MDConfig()``.
         dtype: computation dtype (default: the potential's).
-        seed: seeds velocities and the Langevin noise.
-        max_chunk: the most steps run in one compiled chunk.
+        inputs: model inputs held fixed during the run (``{"electric_field": [0, 0, 0.1]}``,
+            …; see :func:`~tace_jax.md.jax_md.md_system`), over ``atoms.info``/``arrays``.
+        **overrides: :class:`~tace_jax.md.config.MDConfig` fields replacing those of
+            ``config`` (``Simulation(pot, atoms, ensemble="nvt", temperature=300.0)``).
+
+    Attributes:
+        config: the validated configuration in use.
     """
 
     def __init__(
         self,
         potential,
         atoms,
-        ensemble: str = "nve",
-        timestep: float = 0.5,
-        temperature: float = 300.0,
-        pressure: float = 0.0,
-        friction: float = 0.01,
-        tau_t: float = 50.0,
-        tau_p: float = 500.0,
-        chain_length: int = 3,
-        init_temperature: float | None = None,
-        skin: float = 0.5,
-        capacity_multiplier: float = 1.25,
-        backend: str = "auto",
+        config: MDConfig | None = None,
+        *,
         dtype=None,
-        seed: int = 0,
-        max_chunk: int = 1000,
+        inputs: dict | None = None,
+        **overrides,
     ):
+        cfg = md_config(config, **overrides).validate("Simulation")
+        self.config = cfg
         self.batched = isinstance(atoms, (list, tuple))
         atoms_list = list(atoms) if self.batched else [atoms]
         _check_replicas(atoms_list)
-        self.ensemble = canonical_ensemble(ensemble)
+        self.ensemble = cfg.canonical_ensemble
         self.templates = [a.copy() for a in atoms_list]
         self.system = md_system(
             potential,
             atoms_list[0],
-            capacity_multiplier=capacity_multiplier,
-            skin=skin,
+            capacity_multiplier=cfg.capacity_multiplier,
+            skin=cfg.skin,
             fractional_coordinates=self.ensemble == "npt_nose_hoover",
-            backend=backend,
+            backend=cfg.neighbor_backend,
             dtype=dtype,
+            **(inputs or {}),
         )
-        self.integrator = make_integrator(
-            self.system,
-            self.ensemble,
-            timestep,
-            temperature,
-            pressure,
-            friction,
-            tau_t,
-            tau_p,
-            chain_length,
-        )
-        self.timestep = float(timestep)
-        self.max_chunk = int(max_chunk)
+        self.integrator = make_integrator(self.system, cfg)
+        self.timestep = float(cfg.timestep)
+        self.max_chunk = int(cfg.max_chunk)
         self.step = 0
         self.reallocations = 0
         self.history: list[dict] = []
-        t0 = temperature if init_temperature is None else init_temperature
+        seed = int(cfg.seed)
+        t0 = cfg.temperature if cfg.init_temperature is None else cfg.init_temperature
         dtype_ = self.system.parts.dtype
         pos = [self._coords(a) for a in atoms_list]
         mom = [initial_momenta(a, t0, seed + k) for k, a in enumerate(atoms_list)]
@@ -195,8 +182,9 @@ class Simulation:
             "ekin": ekin,
             "etot": epot + ekin,
             "temperature": 2.0 * ekin / (3.0 * n * units.kB),
-            "conserved": integ.invariant_fn(st, nb),
         }
+        if integ.invariant_fn is not None:
+            obs["conserved"] = integ.invariant_fn(st, nb)
         if sys_.periodic and all(sys_.pbc):
             b = sys_.box if box is None else box
             obs["pressure_gpa"] = pressure_fn(sys_.energy_fn, st.position, nb, b, ekin) / units.GPa
@@ -233,6 +221,7 @@ class Simulation:
             obs, nb, _ = self._observe(self.state, self.nbrs)
         self.nbrs = nb
         base = {"step": self.step, "time_ps": self.step * self.timestep * 1e-3}
+        base["conserved"] = float("nan")  # replaced where the ensemble conserves something
         obs = jax.device_get(obs)
         if not self.batched:
             return base | {k: float(v) for k, v in obs.items()}
@@ -261,7 +250,7 @@ class Simulation:
     def run(
         self,
         steps: int,
-        log_interval: int = 100,
+        log_interval: int | None = None,
         trajectory=None,
         traj_interval: int | None = None,
         logfile=None,
@@ -273,11 +262,13 @@ class Simulation:
         Args:
             steps: number of MD steps.
             log_interval: steps between observations (also the chunk length, capped by
-                ``max_chunk``).
+                ``max_chunk``); default ``config.log_interval``.
             trajectory: path (``.traj`` → ASE trajectory, anything else → extxyz) or a
                 :class:`~tace_jax.md.io.TrajectoryWriter`; replica 0 when batched.
-            traj_interval: steps between frames (default ``log_interval``).
-            logfile: path for the thermodynamics log (``"-"`` for stdout).
+            traj_interval: steps between frames (default ``config.traj_interval``, else
+                ``log_interval``).
+            logfile: path for the thermodynamics log (``"-"`` for stdout) or an open
+                :class:`~tace_jax.md.io.MDLogger` (left open).
             progress: show a tqdm bar.
             callback: ``callback(sim, observation)`` after each observation.
 
@@ -286,12 +277,15 @@ class Simulation:
         """
         from tqdm.auto import tqdm
 
+        log_interval = self.config.log_interval if log_interval is None else log_interval
         log_interval = max(1, int(log_interval))
-        traj_interval = max(1, int(traj_interval or log_interval))
+        traj_interval = max(1, int(traj_interval or self.config.traj_interval or log_interval))
         writer = trajectory
         if trajectory is not None and not isinstance(trajectory, TrajectoryWriter):
             writer = TrajectoryWriter(trajectory)
-        logger = MDLogger(logfile) if logfile is not None else None
+        logger = logfile
+        if logfile is not None and not isinstance(logfile, MDLogger):
+            logger = MDLogger(logfile)
         records = []
 
         def record():
@@ -326,7 +320,7 @@ class Simulation:
                     if writer is not None and stop % traj_interval == 0:
                         writer.write(self.get_atoms())
         finally:
-            if logger is not None:
+            if logger is not None and logger is not logfile:
                 logger.close()
             if writer is not None and writer is not trajectory:
                 writer.close()
@@ -349,17 +343,3 @@ def _check_replicas(atoms_list: Sequence) -> None:
                 f"replica {k} differs from replica 0 in size, elements, pbc or cell; batched "
                 "replicas must be copies of one system (positions/velocities may differ)"
             )
-
-
-def run_md(potential, atoms, steps: int, ensemble: str = "nve", **kwargs):
-    """Convenience wrapper: build a :class:`Simulation` and run it.
-
-    ``kwargs`` go to :class:`Simulation` or :meth:`Simulation.run` (by name).
-
-    Returns:
-        ``(simulation, observations)``.
-    """
-    run_keys = {"log_interval", "trajectory", "traj_interval", "logfile", "progress", "callback"}
-    run_kw = {k: kwargs.pop(k) for k in list(kwargs) if k in run_keys}
-    sim = Simulation(potential, atoms, ensemble=ensemble, **kwargs)
-    return sim, sim.run(steps, **run_kw)

@@ -1,9 +1,10 @@
-"""The assembled TACE model, its configuration and statistics, and reference-weight import."""
+"""The assembled TACE model: configuration, statistics, the Flax module, reference-weight
+import and the versioned model file."""
 
 from .config import TACEConfig as TACEConfig
-from .potential import Potential as Potential
+from .format import PotentialFormatError as PotentialFormatError
 from .reference import load_reference as load_reference
 from .statistics import Statistics as Statistics
 from .tace import TACE as TACE
 
-__all__ = ["Potential", "Statistics", "TACE", "TACEConfig", "load_reference"]
+__all__ = ["PotentialFormatError", "Statistics", "TACE", "TACEConfig", "load_reference"]

@@ -4,6 +4,11 @@ Defaults are the reference ``cart_tacev1.yaml`` (v0.1.0): 2 layers, correlation 
 ``L_n = 2``, ``L_e = 3``, 8 ``j0`` radial functions with a ``p = 5`` polynomial envelope, radial MLP
 ``[64, 64, 64]`` (SiLU, no bias), last readout hidden width 16, all-layer readouts and ZBL on.
 The compute dtype is not part of the config: the model computes in the dtype of its inputs.
+
+Optional inputs beyond geometry (TACE_SPEC §2.2, §2.5, §2.10) are configured by
+``invariant_embeddings`` (:class:`InvariantEmbedding`), ``equivariant_embeddings``
+(:class:`EquivariantEmbedding`), ``uie_readout`` and ``charge_head``; the model reads them from
+``graph.extras`` under the names of :attr:`TACEConfig.input_names`.
 """
 
 from __future__ import annotations
@@ -12,9 +17,27 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["TACEConfig", "TARGETS", "L1L2_OPTIONS", "DIRECT_HEAD_RANKS"]
+from tace_jax.nn.charges import CHARGE_HEADS as _CHARGE_HEADS
+from tace_jax.nn.uee import UEE_GATES, UEE_PROPERTIES
+from tace_jax.nn.uie import FLOAT_UIE, INTEGER_UIE
 
-TARGETS = ("energy", "direct_forces", "direct_dipole", "direct_polarizability", "direct_virials")
+__all__ = [
+    "TACEConfig",
+    "MODEL_HEADS",
+    "L1L2_OPTIONS",
+    "DIRECT_HEAD_RANKS",
+    "InvariantEmbedding",
+    "EquivariantEmbedding",
+    "CHARGE_HEADS",
+]
+
+MODEL_HEADS = (
+    "energy",
+    "direct_forces",
+    "direct_dipole",
+    "direct_polarizability",
+    "direct_virials",
+)
 L1L2_OPTIONS = (None, "<=", "<", "==", ">=", ">", "!=")
 # ranks each head reads from the last layer (TACE_SPEC §2.7)
 DIRECT_HEAD_RANKS = {
@@ -25,10 +48,123 @@ DIRECT_HEAD_RANKS = {
     "direct_virials": (0, 2),
 }
 _ACTS = ("silu",)
+CHARGE_HEADS = (None, *_CHARGE_HEADS)
 
 
 def _err(field: str, msg: str) -> ValueError:
     return ValueError(f"TACEConfig.{field}: {msg}")
+
+
+@dataclasses.dataclass(frozen=True)
+class InvariantEmbedding:
+    """One universal invariant embedding (UIE, TACE_SPEC §2.2).
+
+    Attributes:
+        name: the input: ``"level"``, ``"spin_on"``, ``"spin_multiplicity"`` (integer, a table
+            of ``num_embeddings`` rows indexed by the value) or ``"charges"``,
+            ``"initial_collinear_magmoms"`` (per atom), ``"total_charge"``, ``"temperature"``,
+            ``"electron_temperature"`` (per graph; float, a two-layer MLP).
+        num_embeddings: table size (integer inputs only; ``None`` for float inputs). Values
+            must lie in ``[0, num_embeddings)``; the input assembler checks it (inside the
+            jitted model an out-of-range value embeds as zeros).
+        act: activation of the float MLP (``"silu"``).
+    """
+
+    name: str
+    num_embeddings: int | None = None
+    act: str = "silu"
+
+    def __post_init__(self):
+        field = f"invariant_embeddings[{self.name!r}]"
+        if self.name in INTEGER_UIE:
+            n = self.num_embeddings
+            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+                raise _err(field, f"integer input needs num_embeddings >= 1, got {n!r}")
+        elif self.name in FLOAT_UIE:
+            if self.num_embeddings is not None:
+                raise _err(field, f"num_embeddings is only for integer inputs {INTEGER_UIE}")
+        else:
+            raise _err(
+                "invariant_embeddings",
+                f"unknown input {self.name!r}; options: {INTEGER_UIE + FLOAT_UIE}",
+            )
+        if self.act not in _ACTS:
+            raise _err(field, f"act must be one of {_ACTS}, got {self.act!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class EquivariantEmbedding:
+    """One universal equivariant (rank-1) embedding (UEE, TACE_SPEC §2.5).
+
+    Attributes:
+        name: ``"electric_field"``, ``"magnetic_field"`` (per graph) or
+            ``"initial_noncollinear_magmoms"`` (per atom). All are embedded as polar vectors,
+            as in the reference (so B and the moments break inversion symmetry).
+        normalizer: scale ``s`` applied to the input.
+        gate: ``None`` or a norm gate ``"silu"``, ``"tanh"``, ``"jilu"``.
+        linear: a ``Linear_1`` after the gate.
+    """
+
+    name: str
+    normalizer: float = 1.0
+    gate: str | None = None
+    linear: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "normalizer", float(self.normalizer))
+        object.__setattr__(self, "linear", bool(self.linear))
+        field = f"equivariant_embeddings[{self.name!r}]"
+        if self.name not in UEE_PROPERTIES:
+            raise _err(
+                "equivariant_embeddings",
+                f"unknown input {self.name!r}; options: {UEE_PROPERTIES}",
+            )
+        if self.gate not in UEE_GATES:
+            raise _err(field, f"gate must be one of {UEE_GATES}, got {self.gate!r}")
+        if not (self.normalizer == self.normalizer and abs(self.normalizer) < float("inf")):
+            raise _err(field, f"normalizer must be finite, got {self.normalizer}")
+
+
+def _specs(value: Any, cls, field: str) -> tuple:
+    """Coerce ``value`` into a tuple of ``cls`` specs.
+
+    Accepts a reference-style mapping ``{name: {options, "enable": bool}}`` (disabled entries
+    dropped), or a sequence of specs, names, ``{"name": ..., **options}`` dicts or
+    ``(name, options)`` pairs.
+    """
+    if isinstance(value, Mapping):
+        items = [
+            (k, {o: x for o, x in (v or {}).items() if o != "enable"})
+            for k, v in value.items()
+            if (v or {}).get("enable", True)
+        ]
+    elif isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise _err(field, f"must be a sequence of embeddings, got {value!r}")
+    else:
+        items = list(value)
+    names = {f.name for f in dataclasses.fields(cls)}
+    out = []
+    for it in items:
+        if isinstance(it, cls):
+            out.append(it)
+            continue
+        if isinstance(it, str):
+            name, opts = it, {}
+        elif isinstance(it, Mapping):
+            opts = dict(it)
+            name = opts.pop("name", None)
+        elif isinstance(it, (tuple, list)) and len(it) == 2 and isinstance(it[1], Mapping):
+            name, opts = it[0], dict(it[1])
+        else:
+            raise _err(field, f"cannot read embedding {it!r}")
+        unknown = sorted(set(opts) - names)
+        if unknown:
+            raise _err(field, f"unknown options {unknown} for {name!r}")
+        out.append(cls(name=name, **opts))
+    dup = sorted({s.name for s in out if [t.name for t in out].count(s.name) > 1})
+    if dup:
+        raise _err(field, f"duplicate inputs {dup}")
+    return tuple(out)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +196,17 @@ class TACEConfig:
         use_multi_head: one readout head per level.
         targets: model outputs: ``"energy"`` plus any of ``"direct_forces"``,
             ``"direct_dipole"``, ``"direct_polarizability"``, ``"direct_virials"``.
+            ``direct_dipole`` reads the per-atom input ``charges``; ``direct_virials`` also
+            gives ``direct_stress = −V/|det L|`` (zero for molecules).
+        invariant_embeddings: UIE inputs (:class:`InvariantEmbedding`), in concatenation
+            order. Also accepts names, ``{"name": ..., **options}`` dicts or the reference's
+            ``universal_embedding.invariant`` mapping.
+        equivariant_embeddings: UEE inputs (:class:`EquivariantEmbedding`), same forms.
+        uie_readout: add ``u_i·w/√C`` (a linear readout of the UIE vector) to the atomic
+            energy, after the scale (needs ``invariant_embeddings``).
+        charge_head: ``None``, ``"lagrangian"`` or ``"uniform_distribution"``: predict
+            per-atom ``charges`` that sum to the input ``total_charge`` (TACE_SPEC §2.10;
+            the uniform head uses ``q_i = c_i + (Q − Σc)/N``, v0.1.0 has the sign reversed).
     """
 
     atomic_numbers: tuple[int, ...] = ()
@@ -85,6 +232,10 @@ class TACEConfig:
     num_levels: int = 1
     use_multi_head: bool = False
     targets: tuple[str, ...] = ("energy",)
+    invariant_embeddings: tuple[InvariantEmbedding, ...] = ()
+    equivariant_embeddings: tuple[EquivariantEmbedding, ...] = ()
+    uie_readout: bool = False
+    charge_head: str | None = None
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
@@ -93,6 +244,14 @@ class TACEConfig:
         set_("readout_hidden", tuple(int(w) for w in self.readout_hidden))
         set_("targets", tuple(self.targets))
         set_("cutoff", float(self.cutoff))
+        set_(
+            "invariant_embeddings",
+            _specs(self.invariant_embeddings, InvariantEmbedding, "invariant_embeddings"),
+        )
+        set_(
+            "equivariant_embeddings",
+            _specs(self.equivariant_embeddings, EquivariantEmbedding, "equivariant_embeddings"),
+        )
         if self.num_channel_hidden is None:
             set_("num_channel_hidden", self.num_channel)
         self._validate()
@@ -144,8 +303,8 @@ class TACEConfig:
         if "energy" not in self.targets:
             raise _err("targets", f"must contain 'energy', got {self.targets}")
         for t in self.targets:
-            if t not in TARGETS:
-                raise _err("targets", f"unknown target {t!r}; options: {TARGETS}")
+            if t not in MODEL_HEADS:
+                raise _err("targets", f"unknown target {t!r}; options: {MODEL_HEADS}")
         if len(set(self.targets)) != len(self.targets):
             raise _err("targets", f"has duplicates: {self.targets}")
         need = max(max(DIRECT_HEAD_RANKS[t]) for t in self.targets)
@@ -157,11 +316,57 @@ class TACEConfig:
             )
         if self.use_multi_head and self.num_levels < 2:
             raise _err("use_multi_head", "needs num_levels >= 2")
+        if not isinstance(self.uie_readout, bool):
+            raise _err("uie_readout", f"must be a bool, got {self.uie_readout!r}")
+        if self.uie_readout and not self.invariant_embeddings:
+            raise _err("uie_readout", "needs at least one invariant embedding")
+        if self.equivariant_embeddings and self.lmax_edge < 1:
+            raise _err("equivariant_embeddings", f"need lmax_edge >= 1, got {self.lmax_edge}")
+        if self.charge_head not in CHARGE_HEADS:
+            raise _err("charge_head", f"must be one of {CHARGE_HEADS}, got {self.charge_head!r}")
 
     # ------------------------------------------------------------------------- derived values
     @property
     def num_elements(self) -> int:
         return len(self.atomic_numbers)
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """Names of the ``graph.extras`` inputs the model reads (and only those).
+
+        The embedded inputs (invariant, then equivariant, in config order), then ``charges``
+        for ``direct_dipole``, ``total_charge`` for a charge head and ``level`` when
+        ``num_levels > 1``, without repeats.
+        """
+        names = [e.name for e in self.invariant_embeddings]
+        names += [e.name for e in self.equivariant_embeddings]
+        if "direct_dipole" in self.targets:
+            names.append("charges")
+        if self.charge_head is not None:
+            names.append("total_charge")
+        if self.num_levels > 1:
+            names.append("level")
+        return tuple(dict.fromkeys(names))
+
+    @property
+    def input_limits(self) -> dict[str, int]:
+        """Exclusive upper bounds of the integer inputs: ``num_embeddings`` of each integer
+        embedding, and ``num_levels`` for ``level`` when ``num_levels > 1`` (the smaller one
+        when both apply). The input assembler checks them; the jitted model cannot."""
+        limits = {e.name: e.num_embeddings for e in self.invariant_embeddings if e.num_embeddings}
+        if self.num_levels > 1:
+            limits["level"] = min(limits.get("level", self.num_levels), self.num_levels)
+        return limits
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """Model outputs besides ``energy``/``node_energy``/``scalar_descriptor``."""
+        out = list(self.targets[1:])
+        if "direct_virials" in self.targets:
+            out.append("direct_stress")
+        if self.charge_head is not None:
+            out.append("charges")
+        return tuple(out)
 
     @property
     def target_ranks(self) -> tuple[int, ...]:
@@ -190,6 +395,8 @@ class TACEConfig:
         out = {}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
+            if f.name in ("invariant_embeddings", "equivariant_embeddings"):
+                v = [dataclasses.asdict(e) for e in v]
             out[f.name] = list(v) if isinstance(v, tuple) else v
         return out
 
@@ -212,77 +419,11 @@ class TACEConfig:
     ) -> TACEConfig:
         """Build from a reference TACE ``model_config`` dict (fixture json or yaml).
 
-        Args:
-            model_config: the reference config (keys of ``cart_tacev1.yaml``).
-            atomic_numbers: the model elements (sorted ascending).
-            target_property: reference targets; ``direct_*`` entries become heads, the
-                conservative ones (forces, stress, …) need only the energy.
+        See :func:`tace_jax.models.reference_config.config_from_model_config`.
 
         Raises:
-            NotImplementedError: for reference options that this port does not implement
-                (LES, UIE/UEE embeddings, nonlinearity, resnet, density normaliser, …).
+            NotImplementedError: for reference options that this port does not implement.
         """
-        mc = model_config
-        rb = mc.get("radial_basis", {})
-        rm = mc.get("radial_mlp", {})
-        inter = mc.get("inter", {})
-        prod = mc.get("prod", {})
-        ro = mc.get("readout_emlp", {})
-        unsupported = []
-        if rb.get("radial_basis", "j0") != "j0" or rb.get("distance_transform") is not None:
-            unsupported.append("radial_basis (only j0 without distance transform)")
-        if not rb.get("apply_cutoff", True) or rb.get("trainable", False):
-            unsupported.append("radial_basis.apply_cutoff=False / trainable")
-        if rm.get("bias", False):
-            unsupported.append("radial_mlp.bias")
-        if inter.get("normalizer", "avg_num_neighbors") != "avg_num_neighbors":
-            unsupported.append("inter.normalizer")
-        if (inter.get("nonlinearity") or {}).get("type") is not None:
-            unsupported.append("inter.nonlinearity")
-        if inter.get("use_resnet", False) or (inter.get("sc") or {}).get("use_first_sc", False):
-            unsupported.append("inter.use_resnet / sc.use_first_sc")
-        if list(inter.get("conv_weights", ["edge_ij"])) != ["edge_ij"]:
-            unsupported.append("inter.conv_weights")
-        if prod.get("precompute", False) or not prod.get("element_aware", True):
-            unsupported.append("prod.precompute / element_aware=False")
-        if not prod.get("coupled_channel", True):
-            unsupported.append("prod.coupled_channel=False")
-        if ro.get("bias", False) or ro.get("enable_uie_readout", False):
-            unsupported.append("readout_emlp.bias / enable_uie_readout")
-        les = ((mc.get("long_range") or {}).get("les") or {}).get("enable", False)
-        if les:
-            unsupported.append("long_range.les")
-        ue = mc.get("universal_embedding") or {}
-        for kind in ("invariant", "equivariant"):
-            for name, opt in (ue.get(kind) or {}).items():
-                if (opt or {}).get("enable", False):
-                    unsupported.append(f"universal_embedding.{kind}.{name}")
-        if unsupported:
-            raise NotImplementedError(f"reference options not supported: {unsupported}")
-        targets = ["energy"] + [t for t in TARGETS[1:] if t in target_property]
-        hidden = ro.get("hidden_dim", [16])  # v0.1.0 reads hidden_dim, not hidden (README §9)
-        return cls(
-            atomic_numbers=tuple(sorted(int(z) for z in atomic_numbers)),
-            cutoff=float(mc["cutoff"]),
-            num_layers=int(mc.get("num_layers", 2)),
-            correlation=int(prod.get("correlation", 3)),
-            num_channel=int(mc.get("num_channel", 48)),
-            num_channel_hidden=int(mc.get("num_channel_hidden") or mc.get("num_channel", 48)),
-            lmax_node=int(mc.get("Lmax", 2)),
-            lmax_edge=int(mc.get("lmax", 3)),
-            bias=bool(mc.get("bias", True)),
-            num_radial_basis=int(rb.get("num_radial_basis", 8)),
-            polynomial_cutoff=int(rb.get("polynomial_cutoff", 5)),
-            radial_hidden=tuple(rm.get("hidden", (64, 64, 64))),
-            radial_act=rm.get("act", "silu"),
-            inter_l1l2=inter.get("l1l2"),
-            prod_l1l2=prod.get("l1l2"),
-            prod_l3l1=prod.get("l3l1"),
-            readout_hidden=tuple(hidden if isinstance(hidden, (list, tuple)) else [hidden]),
-            readout_act=ro.get("act", "silu"),
-            use_all_layer=bool(ro.get("use_all_layer", True)),
-            zbl=bool(((mc.get("short_range") or {}).get("zbl") or {}).get("enable", False)),
-            num_levels=int(mc.get("num_levels", 1)),
-            use_multi_head=bool(mc.get("use_multi_head", False)),
-            targets=tuple(targets),
-        )
+        from .reference_config import config_from_model_config
+
+        return config_from_model_config(model_config, atomic_numbers, target_property)

@@ -1,8 +1,8 @@
 """Import a reference PyTorch TACE v0.1.0 model from a fixture (``npz`` + ``json``).
 
-Every ``w/<torch name>`` parameter maps 1:1 (weights are stored unscaled on both sides; the
-forward-time ``α`` factors are applied by the modules). Torch dense weights are ``[in, out]``
-and element weights ``[Z, out, in]``, the same layouts as here. The ``b/...`` buffers that carry
+Every ``w/<torch name>`` parameter maps 1:1 through :mod:`tace_jax.models.reference_names`
+(weights are stored unscaled on both sides; the forward-time ``α`` factors are applied by the
+modules; only the plain-torch UIE layers are transposed). The ``b/...`` buffers that carry
 statistics (E0, σ, μ, n̄) become :class:`~tace_jax.models.Statistics`; the remaining buffers
 are constants the model recomputes (checked for the ones that matter).
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .config import TACEConfig
+from .reference_names import torch_to_path
 from .statistics import Statistics
 
 __all__ = ["load_reference", "map_reference_weights", "config_from_reference"]
@@ -33,39 +33,6 @@ def config_from_reference(meta: Mapping[str, Any]) -> TACEConfig:
     return TACEConfig.from_reference(
         meta["model_config"], meta["atomic_numbers"], meta.get("target_property", ("energy",))
     )
-
-
-def _torch_to_path(name: str, cfg: TACEConfig) -> tuple[str, ...]:
-    """Flax parameter path of one torch parameter name (``KeyError`` if unknown)."""
-    if name == _D + "node_embedding.mlp.0.weight":
-        return ("node_embedding", "weight")
-    m = re.fullmatch(re.escape(_D) + r"interactions\.(\d+)\.(.+)", name)
-    if m:
-        t, rest = int(m.group(1)), m.group(2)
-        mod = f"interaction_{t}"
-        if mm := re.fullmatch(r"linear_up\.linears\.(\d+)\.(weight|bias)", rest):
-            return (mod, f"linear_up_{cfg.input_ranks(t)[int(mm.group(1))]}", mm.group(2))
-        if mm := re.fullmatch(r"radial_net\.mlp\.(\d+)\.weight", rest):
-            return (mod, "radial_net", f"weight_{int(mm.group(1)) // 2}")
-        if mm := re.fullmatch(r"tc\.linear_downs\.(\d+)\.weight", rest):
-            return (mod, f"linear_down_{int(mm.group(1))}", "weight")
-        if mm := re.fullmatch(r"scs\.(\d+)\.(weights|bias)", rest):
-            return (mod, f"sc_{cfg.output_ranks(t)[int(mm.group(1))]}", mm.group(2))
-    m = re.fullmatch(re.escape(_D) + r"products\.(\d+)\.(.+)", name)
-    if m:
-        t, rest = int(m.group(1)), m.group(2)
-        mod, ranks = f"product_{t}", cfg.output_ranks(t)
-        if mm := re.fullmatch(r"linears\.(\d+)\.(\d+)\.(weights|bias)", rest):
-            nu, l = int(mm.group(1)), ranks[int(mm.group(2))]
-            suffix = "" if mm.group(3) == "weights" else "_bias"
-            return (mod, f"linears_{nu}_{l}{suffix}")
-        if mm := re.fullmatch(r"linear\.linears\.(\d+)\.(weight|bias)", rest):
-            return (mod, f"linear_out_{ranks[int(mm.group(1))]}", mm.group(2))
-    m = re.fullmatch(re.escape(_P) + r"energy_readouts\.(\d+)\.mlp\.(\d+)\.weight", name)
-    if m:
-        t = cfg.readout_layers()[int(m.group(1))]
-        return (f"energy_readout_{t}", f"weight_{int(m.group(2)) // 2}")
-    raise KeyError(f"no mapping for reference parameter {name!r}")
 
 
 def map_reference_weights(
@@ -84,10 +51,11 @@ def map_reference_weights(
     errors = []
     for name, arr in weights.items():
         try:
-            path = _torch_to_path(name, cfg)
+            path, transpose = torch_to_path(name, cfg)
         except KeyError as e:
             errors.append(str(e))
             continue
+        arr = np.asarray(arr).T if transpose else arr
         if path not in flat_t:
             errors.append(f"{name} -> {'/'.join(path)}: not a parameter of the model")
             continue
@@ -115,7 +83,7 @@ def map_reference_weights(
 
 def _check_buffers(buffers: Mapping[str, np.ndarray], cfg: TACEConfig) -> None:
     """Sanity-check the constant buffers against what the model recomputes."""
-    from tace_jax.nn.zbl import COVALENT_RADII
+    from tace_jax.ops import COVALENT_RADII
 
     zs = buffers.get(_P + "atomic_numbers")
     if zs is not None and tuple(int(z) for z in zs) != cfg.atomic_numbers:
@@ -131,16 +99,6 @@ def _check_buffers(buffers: Mapping[str, np.ndarray], cfg: TACEConfig) -> None:
         want = np.arange(1, cfg.num_radial_basis + 1) * np.pi / cfg.cutoff
         if not np.allclose(bw, want, rtol=1e-14, atol=0):
             raise ValueError("Bessel weights differ from nπ/r_c")
-
-
-def _statistics_from_buffers(buffers: Mapping[str, np.ndarray], cfg: TACEConfig) -> Statistics:
-    e0 = buffers[_P + "atomic_energy_layer.atomic_energy"]
-    scale = buffers[_P + "scale_shift.scale"]
-    shift = buffers[_P + "scale_shift.shift"]
-    navg = {float(v) for k, v in buffers.items() if k.endswith(".avg_num_neighbors")}
-    if len(navg) != 1:
-        raise ValueError(f"expected one avg_num_neighbors value, got {sorted(navg)}")
-    return Statistics(e0, scale, shift, navg.pop())
 
 
 def load_reference(
@@ -168,13 +126,13 @@ def load_reference(
         weights = {k[2:]: z[k] for k in z.files if k.startswith("w/")}
         buffers = {k[2:]: z[k] for k in z.files if k.startswith("b/")}
     _check_buffers(buffers, cfg)
-    stats = _statistics_from_buffers(buffers, cfg)
-    stats_json = Statistics.from_reference(meta["statistics"], cfg.atomic_numbers)
-    if not np.allclose(stats_json.scale, stats.scale) or not np.allclose(
-        stats_json.atomic_energies, stats.atomic_energies
-    ):
-        raise ValueError("statistics in the json and the npz buffers disagree")
-    dummy = single_atom_graph(cfg.atomic_numbers[0])
+    stats = Statistics.from_buffers(buffers, _P)
+    shift_type = (meta["model_config"].get("scale_shift") or {}).get("shift_type")
+    stats_json = Statistics.from_reference(meta["statistics"], cfg.atomic_numbers, shift_type)
+    for name in ("atomic_energies", "scale", "shift"):
+        if not np.allclose(getattr(stats_json, name), getattr(stats, name), rtol=1e-12, atol=0):
+            raise ValueError(f"statistics ({name}) in the json and the npz buffers disagree")
+    dummy = single_atom_graph(cfg.atomic_numbers[0], inputs=cfg.input_names)
     model = TACE(cfg, stats, param_dtype=jnp.float32)
     template = jax.eval_shape(model.init, jax.random.key(0), dummy)["params"]
     params = map_reference_weights(weights, cfg, template)

@@ -101,17 +101,83 @@ class Statistics:
 
     @classmethod
     def from_reference(
-        cls, stats: Sequence[Mapping[str, Any]], atomic_numbers: Sequence[int]
+        cls,
+        stats: Sequence[Mapping[str, Any]],
+        atomic_numbers: Sequence[int],
+        shift_type: str | None = None,
     ) -> Statistics:
-        """From the reference json ``statistics`` list (one dict per level).
+        """From the reference json ``statistics`` list (one dict per level, in level order).
 
-        Uses ``atomic_energy`` (E0) and ``rms_forces_by_element`` (σ; ``shift_type: null`` →
-        μ = 0), keyed by atomic number (str or int).
+        Uses ``atomic_energy`` (E0) and ``rms_forces_by_element`` (σ), keyed by atomic number
+        (str or int); μ is ``mean_delta_energy_per_atom`` when ``shift_type`` names it
+        (``scale_shift.shift_type`` of the model config), else 0.
+
+        Raises:
+            ValueError: levels out of order, or an element or shift table missing.
         """
-        e0, sc = [], []
-        for lev in stats:
-            ae = {int(k): float(v) for k, v in lev["atomic_energy"].items()}
-            rf = {int(k): float(v) for k, v in lev["rms_forces_by_element"].items()}
-            e0.append([ae[z] for z in atomic_numbers])
-            sc.append([rf[z] for z in atomic_numbers])
-        return cls(e0, sc, np.zeros_like(np.asarray(e0)), float(stats[0]["avg_num_neighbors"]))
+        e0, sc, mu = [], [], []
+        for m, lev in enumerate(stats):
+            if int(lev.get("level", m)) != m:
+                raise ValueError(f"statistics[{m}] is for level {lev.get('level')}, expected {m}")
+            e0.append(_by_z(lev, "atomic_energy", atomic_numbers, m))
+            sc.append(_by_z(lev, "rms_forces_by_element", atomic_numbers, m))
+            if shift_type is None:
+                mu.append([0.0] * len(atomic_numbers))
+            elif shift_type == "mean_delta_energy_per_atom":
+                mu.append(_by_z(lev, shift_type, atomic_numbers, m))
+            else:
+                raise ValueError(f"statistics: unsupported shift_type {shift_type!r}")
+        return cls(e0, sc, mu, float(stats[0]["avg_num_neighbors"]))
+
+    def to_reference(self, atomic_numbers: Sequence[int]) -> list[dict[str, Any]]:
+        """The reference json ``statistics`` list (inverse of :meth:`from_reference`, with μ
+        stored as ``mean_delta_energy_per_atom``)."""
+        zs = [int(z) for z in atomic_numbers]
+        table = lambda t, m: {str(z): float(t[m][j]) for j, z in enumerate(zs)}  # noqa: E731
+        return [
+            {
+                "level": m,
+                "atomic_numbers": zs,
+                "avg_num_neighbors": self.avg_num_neighbors,
+                "atomic_energy": table(self.atomic_energies, m),
+                "rms_forces_by_element": table(self.scale, m),
+                "mean_delta_energy_per_atom": table(self.shift, m),
+            }
+            for m in range(self.num_levels)
+        ]
+
+    @classmethod
+    def from_buffers(cls, buffers: Mapping[str, Any], prefix: str = "readout_fn.") -> Statistics:
+        """From the reference model buffers (``state_dict`` names without ``b/``).
+
+        ``atomic_energy_layer.atomic_energy``, ``scale_shift.scale``/``.shift`` (``[M, Z_n]``)
+        and the ``avg_num_neighbors`` of every interaction (one shared value).
+
+        Raises:
+            ValueError: a buffer missing, or layers with different ``avg_num_neighbors``.
+        """
+        names = {
+            "atomic_energies": "atomic_energy_layer.atomic_energy",
+            "scale": "scale_shift.scale",
+            "shift": "scale_shift.shift",
+        }
+        missing = [prefix + n for n in names.values() if prefix + n not in buffers]
+        if missing:
+            raise ValueError(f"statistics buffers missing: {missing}")
+        tables = {
+            k: np.atleast_2d(np.asarray(buffers[prefix + n], float)) for k, n in names.items()
+        }
+        navg = sorted({float(v) for k, v in buffers.items() if k.endswith(".avg_num_neighbors")})
+        if len(navg) != 1:
+            raise ValueError(f"expected one avg_num_neighbors buffer value, got {navg}")
+        return cls(**tables, avg_num_neighbors=navg[0])
+
+
+def _by_z(level: Mapping[str, Any], key: str, atomic_numbers: Sequence[int], m: int) -> list:
+    if key not in level:
+        raise ValueError(f"statistics[{m}] has no {key!r}")
+    d = {int(k): float(v) for k, v in level[key].items()}
+    missing = [z for z in atomic_numbers if int(z) not in d]
+    if missing:
+        raise ValueError(f"statistics[{m}].{key} has no entry for Z = {missing}")
+    return [d[int(z)] for z in atomic_numbers]

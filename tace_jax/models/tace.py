@@ -6,7 +6,14 @@
 * ``energy [G]``: per-graph sums (0 for padding graphs);
 * ``scalar_descriptor [N, T·C]``: rank-0 node features after each layer;
 * direct heads when configured: ``direct_forces [N, 3]``, ``direct_dipole [G, 3]``,
-  ``direct_polarizability [G, 3, 3]``, ``direct_virials [G, 3, 3]``.
+  ``direct_polarizability [G, 3, 3]``, ``direct_virials [G, 3, 3]`` with
+  ``direct_stress [G, 3, 3]``;
+* ``charges [N]`` when a charge head is configured (they sum to ``total_charge`` per graph).
+
+Inputs beyond geometry (``config.input_names``) come from ``graph.extras``: the universal
+invariant embedding is added to ``h⁽⁰⁾`` and the rank-1 equivariant embeddings to the A-basis
+of every layer (TACE_SPEC §2.2, §2.5). A value outside its range (level, embedding index) cannot
+raise under ``jit``: the input assembler rejects it (see :mod:`tace_jax.models.model_inputs`).
 
 The model depends on positions and cell only through the edge vectors (except the charge
 dipole term of ``direct_dipole``), and computes in the dtype of ``graph.positions``; parameters
@@ -23,37 +30,29 @@ import jax.numpy as jnp
 import numpy as np
 
 from tace_jax.data.graph import Graph, edge_vectors
+from tace_jax.nn.charges import lagrangian_charges, uniform_charges
 from tace_jax.nn.embedding import NodeEmbedding
 from tace_jax.nn.interaction import Interaction
 from tace_jax.nn.product import Product
-from tace_jax.nn.radial import radial_features
 from tace_jax.nn.readout import ScalarReadout, TensorReadout
-from tace_jax.nn.zbl import zbl_node_energy
-from tace_jax.ops import cartesian_harmonics, irreps_to_matrix, safe_normalize
+from tace_jax.nn.uee import UniversalEquivariantEmbedding
+from tace_jax.nn.uie import UniversalInvariantEmbedding
+from tace_jax.ops import (
+    cartesian_harmonics,
+    irreps_to_matrix,
+    radial_features,
+    safe_normalize,
+    zbl_node_energy,
+)
+from tace_jax.properties import cell_volume
 
 from .config import TACEConfig
+from .model_inputs import node_input, read_input
 from .statistics import Statistics
 
 __all__ = ["TACE", "DEBYE_PER_E_ANGSTROM"]
 
 DEBYE_PER_E_ANGSTROM = 4.8032047
-
-
-def _node_levels(graph: Graph, num_levels: int) -> jnp.ndarray:
-    """Fidelity level of each node from ``graph.extras["level"]`` (per graph ``[G]`` or per
-    node ``[N]``); level 0 when absent."""
-    lev = graph.extras.get("level") if graph.extras else None
-    if lev is None or num_levels == 1:
-        return jnp.zeros(graph.num_nodes, jnp.int32)
-    lev = jnp.asarray(lev).astype(jnp.int32).reshape(-1)
-    if lev.shape[0] == graph.num_graphs:
-        return lev[graph.node_graph]
-    if lev.shape[0] == graph.num_nodes:
-        return lev
-    raise ValueError(
-        f"graph.extras['level'] must have one entry per graph ({graph.num_graphs}) or node "
-        f"({graph.num_nodes}), got shape {lev.shape}"
-    )
 
 
 class TACE(nn.Module):
@@ -66,6 +65,9 @@ class TACE(nn.Module):
         edge_chunk: edges per chunk in the interactions (``"auto"``: about 4 MiB of messages
             per chunk on CPU, no chunking on accelerators; ``None``: never chunk). It changes
             speed and memory only, never the result beyond rounding.
+
+    The model reads exactly the ``graph.extras`` inputs of ``config.input_names``
+    (:mod:`tace_jax.models.model_inputs`).
     """
 
     config: TACEConfig
@@ -89,7 +91,10 @@ class TACE(nn.Module):
         onehot = jax.nn.one_hot(species, cfg.num_elements, dtype=dtype)
         node_w = graph.node_mask.astype(dtype)
         edge_w = graph.edge_mask.astype(dtype)
-        level = _node_levels(graph, cfg.num_levels)
+        if cfg.num_levels > 1:
+            level = node_input(graph, "level")
+        else:
+            level = jnp.zeros(n_nodes, jnp.int32)
         heads = cfg.num_levels if cfg.use_multi_head else 1
         level_oh = jax.nn.one_hot(level, heads, dtype=dtype) if heads > 1 else None
 
@@ -98,6 +103,14 @@ class TACE(nn.Module):
         feats = radial_features(r, cfg.cutoff, cfg.num_radial_basis, cfg.polynomial_cutoff)
 
         h = {0: NodeEmbedding(cfg.num_channel, pd, name="node_embedding")(onehot)}
+        u = None
+        if cfg.invariant_embeddings:  # UIE (TACE_SPEC §2.2)
+            values = {e.name: node_input(graph, e.name, dtype) for e in cfg.invariant_embeddings}
+            specs = tuple((e.name, e.num_embeddings) for e in cfg.invariant_embeddings)
+            uie = UniversalInvariantEmbedding(cfg.num_channel, specs, pd, name="uie")
+            u = uie(values, dtype)
+            h[0] = h[0] + u[:, None, :]
+        vectors = {e.name: node_input(graph, e.name, dtype) for e in cfg.equivariant_embeddings}
         e_model = jnp.zeros(n_nodes, dtype)
         direct: dict[str, jnp.ndarray] = {}
         descriptors = []
@@ -120,6 +133,17 @@ class TACE(nn.Module):
                 param_dtype=pd,
                 name=f"interaction_{t}",
             )(h, feats, y_cat, senders, receivers, edge_w, onehot)
+            for e in cfg.equivariant_embeddings:  # UEE (TACE_SPEC §2.5), after the sc
+                uee = UniversalEquivariantEmbedding(
+                    features=cfg.num_channel_hidden,
+                    num_elements=cfg.num_elements,
+                    normalizer=e.normalizer,
+                    gate=e.gate,
+                    linear=e.linear,
+                    param_dtype=pd,
+                    name=f"uee_{t}_{e.name}",
+                )
+                a_basis = {**a_basis, 1: a_basis[1] + uee(vectors[e.name], onehot)}
             h = Product(
                 lmax_edge=cfg.lmax_edge,
                 correlation=cfg.correlation,
@@ -142,18 +166,14 @@ class TACE(nn.Module):
             e_model = e_model + ScalarReadout(hidden, heads, pd, name=f"energy_readout_{t}")(
                 h[0][:, 0, :], level_oh
             )
-            for head in cfg.targets[1:]:
-                name = head.removeprefix("direct_")
-                parts = {"forces": (1,), "dipole": (1,)}.get(name, (0, 2))
-                for l in parts:
-                    if l == 0:
-                        mod = ScalarReadout(hidden, heads, pd, name=f"{name}_readout_0_{t}")
-                        y = mod(h[0][:, 0, :], level_oh)
-                    else:
-                        mod = TensorReadout(hidden, heads, pd, name=f"{name}_readout_{l}_{t}")
-                        y = mod(h[l], level_oh)
-                    key = f"{head}_{l}"
-                    direct[key] = direct.get(key, 0.0) + y
+            for key, l in _head_parts(cfg):
+                if l == 0:
+                    mod = ScalarReadout(hidden, heads, pd, name=f"{key}_readout_0_{t}")
+                    y = mod(h[0][:, 0, :], level_oh)
+                else:
+                    mod = TensorReadout(hidden, heads, pd, name=f"{key}_readout_{l}_{t}")
+                    y = mod(h[l], level_oh)
+                direct[f"{key}_{l}"] = direct.get(f"{key}_{l}", 0.0) + y
 
         # energy assembly (TACE_SPEC §2.9)
         z_table = jnp.asarray(np.asarray(cfg.atomic_numbers), jnp.int32)
@@ -172,7 +192,10 @@ class TACE(nn.Module):
         isolated = (graph.n_node[g] == 1) & (edges_per_graph[g] == 0)
         scale = jnp.where(isolated, 0.0, scale)
         shift = jnp.where(isolated, 0.0, shift)
-        node_energy = (e0 + scale * (e_model + e_zbl) + shift) * node_w
+        node_energy = e0 + scale * (e_model + e_zbl) + shift
+        if cfg.uie_readout:  # added after the scale (fixture README §10.3)
+            node_energy = node_energy + ScalarReadout((), 1, pd, name="uie_readout")(u)
+        node_energy = node_energy * node_w
         graph_w = graph.graph_mask.astype(dtype)
         energy = jax.ops.segment_sum(node_energy, g, num_segments=n_graphs) * graph_w
         out = {
@@ -180,29 +203,51 @@ class TACE(nn.Module):
             "energy": energy,
             "scalar_descriptor": jnp.concatenate(descriptors, axis=-1) * node_w[:, None],
         }
-        out.update(self._direct_outputs(graph, direct, node_w, graph_w, dtype))
+        out.update(_direct_outputs(cfg, graph, direct, node_w, graph_w, dtype))
         return out
 
-    def _direct_outputs(self, graph, direct, node_w, graph_w, dtype) -> dict[str, jnp.ndarray]:
-        """Assemble the direct heads (TACE_SPEC §2.10)."""
-        out = {}
-        seg = lambda x: jax.ops.segment_sum(  # noqa: E731
-            x * node_w.reshape(-1, *([1] * (x.ndim - 1))), graph.node_graph, graph.num_graphs
-        )
-        for head in self.config.targets[1:]:
-            if head == "direct_forces":
-                out[head] = direct[f"{head}_1"] * node_w[:, None]
-            elif head == "direct_dipole":
-                charges = (graph.extras or {}).get("charges")
-                if charges is None:
-                    raise KeyError(
-                        "TACE: the direct_dipole head needs graph.extras['charges'] (per atom)"
-                    )
-                q = jnp.asarray(charges, dtype).reshape(-1)
-                ionic = DEBYE_PER_E_ANGSTROM * q[:, None] * graph.positions
-                out[head] = seg(ionic + direct[f"{head}_1"]) * graph_w[:, None]
-            else:  # rank-2 heads: (Σ a0) δ/√3 + Σ a2
-                a0 = seg(direct[f"{head}_0"])
-                a2 = seg(direct[f"{head}_2"])
-                out[head] = irreps_to_matrix(a0, None, a2) * graph_w[:, None, None]
-        return out
+
+def _head_parts(cfg: TACEConfig) -> list[tuple[str, int]]:
+    """``(module key, rank)`` of every per-layer readout besides the energy."""
+    parts = []
+    for head in cfg.targets[1:]:
+        key = head.removeprefix("direct_")
+        parts += [(key, l) for l in ((1,) if key in ("forces", "dipole") else (0, 2))]
+    if cfg.charge_head == "lagrangian":
+        parts += [("charges_chi", 0), ("charges_eta", 0)]
+    elif cfg.charge_head == "uniform_distribution":
+        parts += [("charges", 0)]
+    return parts
+
+
+def _direct_outputs(cfg, graph, direct, node_w, graph_w, dtype) -> dict[str, jnp.ndarray]:
+    """Assemble the direct and charge heads (TACE_SPEC §2.10)."""
+    out = {}
+    seg = lambda x: jax.ops.segment_sum(  # noqa: E731
+        x * node_w.reshape(-1, *([1] * (x.ndim - 1))), graph.node_graph, graph.num_graphs
+    )
+    for head in cfg.targets[1:]:
+        key = head.removeprefix("direct_")
+        if head == "direct_forces":
+            out[head] = direct[f"{key}_1"] * node_w[:, None]
+        elif head == "direct_dipole":
+            q = read_input(graph, "charges", dtype)
+            ionic = DEBYE_PER_E_ANGSTROM * q[:, None] * graph.positions
+            out[head] = seg(ionic + direct[f"{key}_1"]) * graph_w[:, None]
+        else:  # rank-2 heads: (Σ a0) δ/√3 + Σ a2
+            a0 = seg(direct[f"{key}_0"])
+            a2 = seg(direct[f"{key}_2"])
+            out[head] = irreps_to_matrix(a0, None, a2) * graph_w[:, None, None]
+    if "direct_virials" in out:  # direct stress = −V/|det L|, zero for molecules
+        vol, periodic = cell_volume(graph)
+        s = -out["direct_virials"] / vol[:, None, None]
+        out["direct_stress"] = jnp.where(periodic[:, None, None], s, 0.0)
+    if cfg.charge_head is not None:
+        total = read_input(graph, "total_charge", dtype)
+        args = (total, graph.node_graph, graph.node_mask, graph.num_graphs)
+        if cfg.charge_head == "lagrangian":
+            q = lagrangian_charges(direct["charges_chi_0"], direct["charges_eta_0"], *args)
+        else:
+            q = uniform_charges(direct["charges_0"], *args)
+        out["charges"] = q * node_w
+    return out

@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from .statistics import Statistics
+
 __all__ = [
     "TORCH_HINT",
     "checkpoint_to_arrays",
@@ -215,24 +217,6 @@ def collapse_per_layer(model_config: Mapping[str, Any]) -> dict[str, Any]:
     return mc
 
 
-def _statistics_from_buffers(buffers: Mapping[str, np.ndarray], zs: list[int]) -> list[dict]:
-    e0 = np.atleast_2d(np.asarray(buffers[_P + "atomic_energy_layer.atomic_energy"], float))
-    sc = np.atleast_2d(np.asarray(buffers[_P + "scale_shift.scale"], float))
-    navg = sorted({float(v) for k, v in buffers.items() if k.endswith(".avg_num_neighbors")})
-    if len(navg) != 1:
-        raise ValueError(f"expected one avg_num_neighbors buffer value, got {navg}")
-    return [
-        {
-            "level": m,
-            "atomic_numbers": zs,
-            "avg_num_neighbors": navg[0],
-            "atomic_energy": {str(z): float(e0[m, j]) for j, z in enumerate(zs)},
-            "rms_forces_by_element": {str(z): float(sc[m, j]) for j, z in enumerate(zs)},
-        }
-        for m in range(e0.shape[0])
-    ]
-
-
 def _target_property(cfg: Mapping | None) -> list[str] | None:
     """Targets from a training config via ``tace`` (if installed), else ``None``."""
     if not cfg or not isinstance(cfg.get("loss"), Mapping):
@@ -334,7 +318,7 @@ def checkpoint_to_arrays(
         "atomic_numbers": zs,
         "target_property": list(targets or extras.get("target_property") or ["energy", "forces"]),
         "embedding_property": list(embedding or []),
-        "statistics": _statistics_from_buffers(buffers, zs),
+        "statistics": Statistics.from_buffers(buffers, _P).to_reference(zs),
         "statistics_checkpoint": _plain(stats if stats is not None else extras.get("statistics")),
         "model_config": collapse_per_layer(model_cfg),
         "used_ema": ema is not None,
@@ -454,16 +438,20 @@ def convert_torch_checkpoint(
 def load_torch_checkpoint(
     path: str | os.PathLike,
     config: str | os.PathLike | Mapping | None = None,
-    dtype="float64",
     use_ema: bool = True,
 ):
-    """A :class:`~tace_jax.models.Potential` straight from a ``tace`` 0.1.0 checkpoint."""
+    """``(config, statistics, variables)`` straight from a ``tace`` 0.1.0 checkpoint.
+
+    The same as :func:`convert_torch_checkpoint` followed by
+    :func:`~tace_jax.models.load_reference`; wrap the result in
+    ``tace_jax.inference.Potential(*result, dtype=...)`` for prediction.
+    """
     import tempfile
 
-    from .potential import Potential
+    from .reference import load_reference
 
     with tempfile.TemporaryDirectory() as tmp:
         npz, js = convert_torch_checkpoint(
             path, os.path.join(tmp, "model.npz"), config=config, use_ema=use_ema
         )
-        return Potential.from_reference(npz, js, dtype=dtype)
+        return load_reference(npz, js)

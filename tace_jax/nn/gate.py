@@ -1,4 +1,4 @@
-"""NormGate (TACE_SPEC §1.6): SiLU on scalars; ``σ(w_c‖t_c‖² + b_c)·t_c`` on rank ``l > 0``.
+"""NormGate (docs/theory.md §1.6): SiLU on scalars; ``σ(w_c‖t_c‖² + b_c)·t_c`` on rank ``l > 0``.
 
 The squared Frobenius norm over all ``3^l`` entries equals the squared norm of the ``2l+1``
 compressed coordinates (``Q_l`` is an isometry), so the gate is layout independent and

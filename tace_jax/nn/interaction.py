@@ -1,8 +1,8 @@
-"""Interaction block: equivariant convolution producing the A-basis (TACE_SPEC §2.4).
+"""Interaction block: equivariant convolution producing the A-basis (docs/theory.md §2.4).
 
 For every path ``p = (l1, l2, l3)`` (lexicographic; :func:`interaction_paths`) the message
 from sender ``j`` to receiver ``i`` is ``R_{ji,(p,c)} · [h̃_{j,c,l1} ⊗ Y_{l2}(r̂_ji)]_{l3}`` with
-the irreducible coupling ``[X⊗Y]_{l3} = Π_{l3}(X ⋆_k Y)/√3^k`` (TACE_SPEC §1.5). In the
+the irreducible coupling ``[X⊗Y]_{l3} = Π_{l3}(X ⋆_k Y)/√3^k`` (docs/theory.md §1.5). In the
 compressed layout the projection is implicit: each coupling is a contraction with the constant
 ``K^{(l1 l2 l3)}`` (``tace_jax.ops.coupling_tensor``), which equals ``Q_{l3}ᵀ Π_{l3}(…)/√3^k``.
 
@@ -10,7 +10,8 @@ Messages are summed at the receivers, concatenated per ``l3`` in path order (blo
 rank of the path among those with the same ``l3``), mixed by ``Linear_down_{l3}`` and divided by
 ``n̄``. The self-connection (layers ``t ≥ 1``) is an element-dependent linear map of the A-basis.
 
-Hot path (features are channels last, ``[..., 2l+1, C]``):
+Hot path (features are channels last, ``[..., 2l+1, C]``; the maths lives in
+:func:`tace_jax.ops.edge_messages` and :func:`tace_jax.ops.scan_edges`):
 
 * per edge, the harmonics of every path sharing ``l1`` are contracted with ``K`` in one small
   GEMM (``KY[e, α, γ]``, no channel axis);
@@ -23,7 +24,6 @@ Hot path (features are channels last, ``[..., 2l+1, C]``):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,11 +32,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tace_jax.ops import coupling_paths, coupling_tensor
+from tace_jax.ops import coupling_paths, default_edge_chunk, edge_messages, mlp_apply, scan_edges
 
-from .linear import DenseWeights, ElementLinear, Linear, mlp_apply
+from .linear import DenseWeights, ElementLinear, Linear
 
-__all__ = ["interaction_paths", "Interaction", "edge_messages", "scan_edges"]
+__all__ = ["interaction_paths", "Interaction"]
 
 
 def interaction_paths(
@@ -44,98 +44,6 @@ def interaction_paths(
 ) -> list[tuple[int, int, int]]:
     """Paths ``(l1, l2, l3)``: ``l1`` over the input ranks, ``l2, l3 ≤ L_e``, lexicographic."""
     return coupling_paths(list(input_ranks), range(lmax_edge + 1), lmax_edge, l1l2)
-
-
-def _path_groups(paths, lmax_edge: int) -> list[tuple[int, list[int], np.ndarray]]:
-    """Paths grouped by ``l1`` (contiguous in path order), each with its ``KY`` matrix.
-
-    The matrix ``[Σ_{l≤L_e} (2l+1), (2l1+1)·G]`` maps the concatenated harmonics to
-    ``KY[α, (p, γ)]`` for the ``G = Σ_p (2l3_p+1)`` output components of the group.
-    """
-    y_off = np.cumsum([0] + [2 * l + 1 for l in range(lmax_edge + 1)])
-    groups: list[tuple[int, list[int], np.ndarray]] = []
-    for p, (l1, _, _) in enumerate(paths):
-        if not groups or groups[-1][0] != l1:
-            groups.append((l1, [], None))
-        groups[-1][1].append(p)
-    out = []
-    for l1, ps, _ in groups:
-        sizes = [2 * paths[p][2] + 1 for p in ps]
-        g_off = np.cumsum([0, *sizes])
-        a = 2 * l1 + 1
-        m = np.zeros((y_off[-1], a, g_off[-1]))
-        for i, p in enumerate(ps):
-            _, l2, l3 = paths[p]
-            kt = coupling_tensor(l1, l2, l3)  # [a, b, g]
-            m[y_off[l2] : y_off[l2 + 1], :, g_off[i] : g_off[i + 1]] = kt.transpose(1, 0, 2)
-        out.append((l1, ps, m.reshape(y_off[-1], a * g_off[-1])))
-    return out
-
-
-def edge_messages(
-    x_send: dict[int, jnp.ndarray],
-    y_cat: jnp.ndarray,
-    radial: jnp.ndarray,
-    paths: Sequence[tuple[int, int, int]],
-    lmax_edge: int,
-) -> jnp.ndarray:
-    """Per-edge messages of every path.
-
-    Args:
-        x_send: ``l1 → [S, 2l1+1, C]`` sender features (after Linear_up).
-        y_cat: ``[S, Σ_l (2l+1)]`` concatenated harmonics ``Y_0..Y_{L_e}``.
-        radial: ``[S, P, C]`` per-path radial weights.
-        paths: the ``P`` paths (order of ``radial``'s path axis), lexicographic.
-        lmax_edge: ``L_e``.
-
-    Returns:
-        ``[S, Σ_p (2l3_p+1), C]``: the ``[2l3+1, C]`` message of each path, in path order.
-    """
-    dtype = radial.dtype
-    n_s, _, c = radial.shape
-    outs = []
-    # split (not slices): its transpose is one concatenate instead of a pad per piece
-    r_paths = jnp.split(radial, radial.shape[1], axis=1)  # P × [S, 1, C]
-    for l1, ps, kmat in _path_groups(paths, lmax_edge):
-        a = 2 * l1 + 1
-        ky = (y_cat @ jnp.asarray(kmat, dtype)).reshape(n_s, a, -1)  # [S, a, G]
-        t = jnp.sum(ky[:, :, :, None] * x_send[l1][:, :, None, :], axis=1)  # [S, G, C]
-        r = jnp.concatenate(
-            [jnp.broadcast_to(r_paths[p], (n_s, 2 * paths[p][2] + 1, c)) for p in ps], axis=1
-        )
-        outs.append(t * r)
-    return jnp.concatenate(outs, axis=1)
-
-
-def scan_edges(fn, xs: Sequence[jnp.ndarray], receivers, num_nodes: int, width: int, chunk):
-    """``Σ_{e→i} fn(xs[e])`` as ``[num_nodes, width]``, over edge chunks of size ``chunk``.
-
-    ``fn`` maps a chunk of every array in ``xs`` (leading edge axis) to ``[S, width]``; it is
-    rematerialised in the backward pass. Padding rows added to fill the last chunk must give zero
-    messages (callers pass an edge weight of 0 in ``xs``). ``chunk=None`` runs all edges at once.
-    """
-    n_edges = receivers.shape[0]
-    dtype = xs[0].dtype
-    if chunk is None or n_edges <= chunk:
-        return jax.ops.segment_sum(fn(*xs), receivers, num_segments=num_nodes)
-    n_chunks = -(-n_edges // chunk)
-    pad = n_chunks * chunk - n_edges
-
-    def split(x):
-        x = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)], axis=0)
-        return x.reshape(n_chunks, chunk, *x.shape[1:])
-
-    xs_c = [split(x) for x in xs]
-    recv_c = split(receivers)
-    body = jax.checkpoint(fn, prevent_cse=False)
-
-    def step(acc, inp):
-        xc, rc = inp
-        return acc.at[rc].add(body(*xc)), None
-
-    acc0 = jnp.zeros((num_nodes, width), dtype)
-    acc, _ = jax.lax.scan(step, acc0, (xs_c, recv_c))
-    return acc
 
 
 class Interaction(nn.Module):
@@ -245,8 +153,3 @@ class Interaction(nn.Module):
             for l in self.sc_ranks
         }
         return a_basis, sc
-
-
-def default_edge_chunk(width: int, itemsize: int, target_bytes: int = 4 * 2**20) -> int:
-    """Edges per chunk so that one chunk of messages takes about ``target_bytes``."""
-    return max(64, int(2 ** math.floor(math.log2(max(1, target_bytes // (width * itemsize))))))

@@ -1,4 +1,4 @@
-"""Equivariant linear maps with TACE's forward-time scaling (TACE_SPEC §1.6, §2.11).
+"""Equivariant linear maps with TACE's forward-time scaling (docs/theory.md §1.6, §2.11).
 
 Weights are stored *unscaled*, drawn from ``U(−√3, √3)`` (unit variance), and multiplied by a
 fixed ``α`` at forward time, exactly as the reference, so reference weights import 1:1.
@@ -20,42 +20,15 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-__all__ = [
-    "uniform_sqrt3",
-    "Linear",
-    "ElementLinear",
-    "MLP",
-    "DenseWeights",
-    "mlp_alphas",
-    "mlp_apply",
-    "element_select",
-    "element_linear",
-]
+from tace_jax.ops import element_linear, mlp_alphas
+
+__all__ = ["uniform_sqrt3", "Linear", "ElementLinear", "DenseWeights"]
 
 
 def uniform_sqrt3(key, shape, dtype=jnp.float32):
     """``U(−√3, √3)``: unit-variance uniform initialiser (TACE's default)."""
     s = math.sqrt(3.0)
     return jax.random.uniform(key, shape, dtype, -s, s)
-
-
-def element_select(onehot: jnp.ndarray, y_all: jnp.ndarray) -> jnp.ndarray:
-    """``Σ_z onehot[n, z] · y_all[n, ..., z, :]``: pick each node's element slice.
-
-    ``y_all`` is ``[N, ..., Z, D]``; returns ``[N, ..., D]``.
-    """
-    oh = onehot.reshape(onehot.shape[0], *([1] * (y_all.ndim - 3)), onehot.shape[1], 1)
-    return jnp.sum(oh * y_all, axis=-2)
-
-
-def element_linear(x: jnp.ndarray, w: jnp.ndarray, onehot: jnp.ndarray) -> jnp.ndarray:
-    """``y[n, m, d] = Σ_c w[z_n, d, c] x[n, m, c]`` for ``x [N, M, C_in]``, ``w [Z, D, C_in]``.
-
-    Evaluates every element with one GEMM and selects (cheap for the few elements of a model).
-    """
-    z, d, c = w.shape
-    y_all = (x @ w.reshape(z * d, c).T).reshape(*x.shape[:-1], z, d)
-    return element_select(onehot, y_all)
 
 
 class Linear(nn.Module):
@@ -122,45 +95,15 @@ class ElementLinear(nn.Module):
         return y
 
 
-def mlp_alphas(widths: Sequence[int], init: str = "forward") -> list[float]:
-    """Forward-time scales ``α_k`` of an MLP with layer widths ``widths = [in, h1, …, out]``.
-
-    * ``"forward"``: ``α_k = g_k/√fan_in_k`` with ``g = 1`` for the first layer, ``√2`` after.
-    * ``"backward"``: ``α_k = g_k/√fan_out_k`` with ``g = √2``, except ``g = 1`` for the last
-      layer (TACE_SPEC §1.6).
-    """
-    n = len(widths) - 1
-    out = []
-    for k in range(n):
-        fan_in, fan_out = widths[k], widths[k + 1]
-        if init == "forward":
-            g = 1.0 if k == 0 else math.sqrt(2.0)
-            out.append(g / math.sqrt(fan_in))
-        elif init == "backward":
-            g = 1.0 if k == n - 1 else math.sqrt(2.0)
-            out.append(g / math.sqrt(fan_out))
-        else:
-            raise ValueError(f"init must be 'forward' or 'backward', got {init!r}")
-    return out
-
-
-def mlp_apply(weights: Sequence[jnp.ndarray], x: jnp.ndarray) -> jnp.ndarray:
-    """``x ← silu(x W_k)`` for every (already α-scaled) weight but the last, then ``x W_last``."""
-    for k, w in enumerate(weights):
-        x = x @ w
-        if k < len(weights) - 1:
-            x = jax.nn.silu(x)
-    return x
-
-
 class DenseWeights(nn.Module):
     """The weights ``weight_k [fan_in, fan_out]`` of a dense chain, returned α-scaled.
 
-    Used where the chain runs inside ``lax.scan`` (the radial MLP over edge chunks).
+    Used where the chain runs inside ``lax.scan`` (the radial MLP over edge chunks); apply the
+    returned list with :func:`tace_jax.ops.mlp_apply`.
 
     Attributes:
         widths: ``[in, h1, …, out]``.
-        init_mode: ``"forward"`` or ``"backward"`` (see :func:`mlp_alphas`).
+        init_mode: ``"forward"`` or ``"backward"`` (see :func:`tace_jax.ops.mlp_alphas`).
         param_dtype: storage dtype.
     """
 
@@ -176,31 +119,3 @@ class DenseWeights(nn.Module):
             w = self.param(f"weight_{k}", uniform_sqrt3, shape, self.param_dtype)
             ws.append(w.astype(dtype) * a)
         return ws
-
-
-class MLP(nn.Module):
-    """Dense chain ``x ← act(α_k x W_k)`` (no activation after the last layer), no bias.
-
-    Attributes:
-        features: widths of every layer (hidden ones and the output).
-        init_mode: ``"forward"`` or ``"backward"`` α scaling (see :func:`mlp_alphas`).
-        param_dtype: storage dtype.
-
-    Parameters ``weight_k [fan_in, fan_out]`` (torch ``mlp.{2k}.weight``).
-    """
-
-    features: Sequence[int]
-    init_mode: str = "forward"
-    param_dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        widths = [x.shape[-1], *self.features]
-        alphas = mlp_alphas(widths, self.init_mode)
-        ws = []
-        for k, a in enumerate(alphas):
-            w = self.param(
-                f"weight_{k}", uniform_sqrt3, (widths[k], widths[k + 1]), self.param_dtype
-            )
-            ws.append(w.astype(x.dtype) * a)
-        return mlp_apply(ws, x)

@@ -1,4 +1,4 @@
-"""Product basis (self-contraction, the "ACE" step) of TACE (TACE_SPEC §2.6).
+"""Product basis (self-contraction, the "ACE" step) of TACE (docs/theory.md §2.6).
 
 Per atom and channel (channel-diagonal):
 
@@ -11,8 +11,9 @@ Per atom and channel (channel-diagonal):
 (last step: ``l3`` in the output ranks; earlier: ``l3`` among the ``l1`` or ``l2`` of the kept later
 paths). The output is ``h_l = Linear_out_l(Σ_ν ElementLinear_{ν,l}(concat 𝔅⁽ᵛ⁾_l))``.
 
-All the couplings that share a path are batched over the tensors of ``𝔅⁽ᵛ⁻¹⁾_{l1}``, and the
-``ν`` element-linears of one rank are fused into a single contraction.
+All the couplings that share a path are batched over the tensors of ``𝔅⁽ᵛ⁻¹⁾_{l1}``
+(:func:`tace_jax.ops.product_step`), and the ``ν`` element-linears of one rank are fused into a
+single contraction.
 """
 
 from __future__ import annotations
@@ -23,14 +24,12 @@ from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
-import numpy as np
 
-from tace_jax.ops import coupling_tensor
-from tace_jax.ops._coupling import _L1L2
+from tace_jax.ops import L1L2_OPTIONS, element_linear, product_step, rank_relation
 
-from .linear import Linear, element_linear, uniform_sqrt3
+from .linear import Linear, uniform_sqrt3
 
-__all__ = ["product_paths", "product_step", "Product", "couple_batched"]
+__all__ = ["product_paths", "Product"]
 
 
 def product_paths(
@@ -47,9 +46,10 @@ def product_paths(
         number of rank-``l`` tensors in ``𝔅⁽ᵛ⁾`` (``ν = 1..ν_max``; zero counts omitted).
     """
     for name, opt in (("l1l2", l1l2), ("l3l1", l3l1)):
-        if opt not in _L1L2:
-            raise ValueError(f"product_paths: {name} must be one of {list(_L1L2)}, got {opt!r}")
-    keep12, keep31 = _L1L2[l1l2], _L1L2[l3l1]
+        if opt not in L1L2_OPTIONS:
+            options = list(L1L2_OPTIONS)
+            raise ValueError(f"product_paths: {name} must be one of {options}, got {opt!r}")
+    keep12, keep31 = rank_relation(l1l2, "l1l2"), rank_relation(l3l1, "l3l1")
     ranks = range(lmax_edge + 1)
 
     def forward(path_lists):
@@ -79,71 +79,6 @@ def product_paths(
         kept[nu] = [p for p in full[nu] if p[2] in needed]
         needed = {p[0] for p in kept[nu]} | {p[1] for p in kept[nu]}
     return kept, forward(kept)
-
-
-def couple_batched(t: jnp.ndarray, a: jnp.ndarray, l1: int, l2: int, l3: int) -> jnp.ndarray:
-    """Channel-diagonal coupling of a stack ``t [N, 2l1+1, n, C]`` with ``a [N, 2l2+1, C]``.
-
-    Returns ``[N, 2l3+1, n, C]`` = ``[t_k ⊗ a]_{l3}`` for every ``k`` (channels last). Reference
-    implementation of one path; :class:`Product` evaluates all paths sharing ``l1`` at once.
-    """
-    kt = coupling_tensor(l1, l2, l3)
-    n_a = 2 * l1 + 1
-    km = jnp.asarray(kt.transpose(0, 2, 1).reshape(-1, kt.shape[1]), t.dtype)  # [(α,γ), β]
-    ak = jnp.einsum("gb,nbc->ngc", km, a).reshape(a.shape[0], n_a, 2 * l3 + 1, a.shape[-1])
-    return jnp.sum(t[:, :, None, :, :] * ak[:, :, :, None, :], axis=1)
-
-
-def _group_matrix(path_list, lmax_edge: int) -> tuple[np.ndarray, list[int]]:
-    """For paths sharing ``l1``: ``M[(α, Γ), β_cat]`` with ``Γ`` the concatenated ``γ`` of every
-    path and ``β_cat`` the concatenated components of ``A_0..A_{L_e}``; and the ``Γ`` offsets."""
-    l1 = path_list[0][0]
-    y_off = np.cumsum([0] + [2 * l + 1 for l in range(lmax_edge + 1)])
-    g_off = np.cumsum([0] + [2 * l3 + 1 for _, _, l3 in path_list])
-    m = np.zeros((2 * l1 + 1, g_off[-1], y_off[-1]))
-    for i, (_, l2, l3) in enumerate(path_list):
-        kt = coupling_tensor(l1, l2, l3)  # [α, β, γ]
-        m[:, g_off[i] : g_off[i + 1], y_off[l2] : y_off[l2 + 1]] = kt.transpose(0, 2, 1)
-    return m.reshape(-1, y_off[-1]), list(g_off)
-
-
-def product_step(
-    prev: dict[int, jnp.ndarray], a_cat: jnp.ndarray, path_list, lmax_edge: int
-) -> dict[int, jnp.ndarray]:
-    """One correlation step ``𝔅⁽ᵛ⁻¹⁾ → 𝔅⁽ᵛ⁾``.
-
-    Args:
-        prev: ``l1 → [N, 2l1+1, n, C]`` (the tensors of ``𝔅⁽ᵛ⁻¹⁾_{l1}`` along axis 2).
-        a_cat: ``[N, Σ_l (2l+1), C]`` concatenated A-basis.
-        path_list: the ordered paths ``𝒬_ν``.
-        lmax_edge: ``L_e``.
-
-    Returns:
-        ``l3 → [N, 2l3+1, n', C]`` with blocks in insertion order (path-major, then tensor).
-    """
-    n_nodes, _, c = a_cat.shape
-    groups: dict[int, list[int]] = {}
-    for i, (l1, _, _) in enumerate(path_list):
-        if l1 in prev:
-            groups.setdefault(l1, []).append(i)
-    results: dict[int, jnp.ndarray] = {}
-    for l1, idx in groups.items():
-        plist = [path_list[i] for i in idx]
-        m, g_off = _group_matrix(plist, lmax_edge)
-        a = 2 * l1 + 1
-        # AK[n, α, Γ, c] = Σ_β M[(α, Γ), β] A[n, β, c]: one GEMM per l1
-        ak = jnp.einsum("xb,nbc->nxc", jnp.asarray(m, a_cat.dtype), a_cat)
-        ak = ak.reshape(n_nodes, a, g_off[-1], c)
-        t = prev[l1]  # [N, α, k, C]
-        out = jnp.sum(t[:, :, None, :, :] * ak[:, :, :, None, :], axis=1)  # [N, Γ, k, C]
-        # split (not slices): its transpose is one concatenate instead of a pad per piece
-        for i, piece in zip(idx, jnp.split(out, g_off[1:-1], axis=1)):
-            results[i] = piece
-    blocks: dict[int, list] = {}
-    for i, (_, _, l3) in enumerate(path_list):
-        if i in results:
-            blocks.setdefault(l3, []).append(results[i])
-    return {l3: jnp.concatenate(b, axis=2) for l3, b in blocks.items()}
 
 
 class Product(nn.Module):

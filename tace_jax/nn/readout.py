@@ -17,8 +17,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from tace_jax.ops import mlp_alphas
+
 from .gate import NormGate
-from .linear import Linear, mlp_alphas, uniform_sqrt3
+from .linear import Linear, uniform_sqrt3
 
 __all__ = ["ScalarReadout", "TensorReadout"]
 

@@ -1,9 +1,10 @@
-"""Irreducible coupling of two ICTs: ``[X⊗Y]_{l3} = Π_{l3}(X ⋆_k Y)/√3^k`` (TACE_SPEC §1.5)."""
+"""Irreducible coupling of two ICTs: ``[X⊗Y]_{l3} = Π_{l3}(X ⋆_k Y)/√3^k`` (docs/theory.md §1.5)."""
 
 from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 
 import jax.numpy as jnp
 import numpy as np
@@ -11,7 +12,15 @@ import numpy as np
 from ._layout import check_layout
 from ._stf import stf_basis, stf_projector
 
-__all__ = ["couple", "coupling_tensor", "coupling_paths", "contraction_order", "is_allowed"]
+__all__ = [
+    "couple",
+    "coupling_tensor",
+    "coupling_paths",
+    "contraction_order",
+    "is_allowed",
+    "L1L2_OPTIONS",
+    "rank_relation",
+]
 
 
 def is_allowed(l1: int, l2: int, l3: int) -> bool:
@@ -26,7 +35,10 @@ def contraction_order(l1: int, l2: int, l3: int) -> int:
     return (l1 + l2 - l3) // 2
 
 
-_L1L2 = {
+L1L2_OPTIONS: tuple[str | None, ...] = (None, "<=", "<", "==", ">=", ">", "!=")
+"""Allowed values of the optional rank restrictions (``l1l2``, ``l3l1``) of path lists."""
+
+_RELATIONS: dict[str | None, Callable[[int, int], bool]] = {
     None: lambda a, b: True,
     "<=": lambda a, b: a <= b,
     "<": lambda a, b: a < b,
@@ -35,6 +47,25 @@ _L1L2 = {
     ">": lambda a, b: a > b,
     "!=": lambda a, b: a != b,
 }
+
+
+def rank_relation(option: str | None, name: str = "l1l2") -> Callable[[int, int], bool]:
+    """The predicate ``(a, b) → bool`` of a rank restriction (``None`` keeps every pair).
+
+    Args:
+        option: one of :data:`L1L2_OPTIONS`.
+        name: the option's name, for the error message.
+
+    Raises:
+        ValueError: ``option`` is not in :data:`L1L2_OPTIONS`.
+
+    Examples:
+        >>> rank_relation("<=")(1, 2), rank_relation("<=")(2, 1)
+        (True, False)
+    """
+    if option not in _RELATIONS:
+        raise ValueError(f"{name} must be one of {list(L1L2_OPTIONS)}, got {option!r}")
+    return _RELATIONS[option]
 
 
 def coupling_paths(l1s, l2s, l3max: int, l1l2: str | None = None) -> list[tuple[int, int, int]]:
@@ -46,13 +77,11 @@ def coupling_paths(l1s, l2s, l3max: int, l1l2: str | None = None) -> list[tuple[
         l1l2: optional restriction between ``l1`` and ``l2``: one of
             ``None, "<=", "<", "==", ">=", ">", "!="``.
     """
-    if l1l2 not in _L1L2:
-        raise ValueError(f"l1l2 must be one of {list(_L1L2)}, got {l1l2!r}")
+    keep = rank_relation(l1l2)
     if isinstance(l1s, int):
         l1s = range(l1s + 1)
     if isinstance(l2s, int):
         l2s = range(l2s + 1)
-    keep = _L1L2[l1l2]
     out = []
     for l1 in sorted(set(l1s)):
         for l2 in sorted(set(l2s)):
@@ -76,7 +105,7 @@ def _contract_full(x: jnp.ndarray, y: jnp.ndarray, l1: int, l2: int, k: int) -> 
 def coupling_tensor(l1: int, l2: int, l3: int) -> np.ndarray:
     """``K^{(l1 l2 l3)}_{αβγ} = Q_{l3}ᵀ[(Q_{l1}e_α) ⋆_k (Q_{l2}e_β)]/√3^k``, float64.
 
-    Shape ``(2l1+1, 2l2+1, 2l3+1)``; ``‖K‖²_F`` is basis independent (TACE_SPEC §1.5 table).
+    Shape ``(2l1+1, 2l2+1, 2l3+1)``; ``‖K‖²_F`` is basis independent (docs/theory.md §1.5 table).
     """
     k = contraction_order(l1, l2, l3)
     q1, q2, q3 = stf_basis(l1), stf_basis(l2), stf_basis(l3)

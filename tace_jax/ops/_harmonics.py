@@ -1,4 +1,4 @@
-"""Cartesian harmonics ``Y_l(r̂) = ((2l−1)!!/l!) Π_l(r̂^{⊗l})`` (TACE_SPEC §1.4)."""
+"""Cartesian harmonics ``Y_l(r̂) = ((2l−1)!!/l!) Π_l(r̂^{⊗l})`` (docs/theory.md §1.4)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
 """Irreducible Cartesian tensor decomposition (ICTD) of a general rank-``n`` tensor.
 
 ``(R^3)^{⊗n} = ⊕_paths V_path`` where a path ``(j_0=0, j_1=1, j_2, …, j_n)`` couples one more
-vector index at each step with ``j_{m+1} ∈ {j_m+1, j_m, j_m−1}`` (TACE_SPEC §1.3). Each step uses
-the unique (up to sign) SO(3) intertwiner ``V_{j_m} ⊗ V_1 → V_{j_{m+1}}``; we find it as the null
-space of the Lie-algebra commutation constraints, so odd couplings (such as ``1⊗1→1``, the cross
-product) come out too, without any Clebsch–Gordan tables.
+vector index at each step with ``j_{m+1} ∈ {j_m+1, j_m, j_m−1}`` (docs/theory.md §1.3). Each
+step uses the unique (up to sign) SO(3) intertwiner ``V_{j_m} ⊗ V_1 → V_{j_{m+1}}``; we find it
+as the null space of the Lie-algebra commutation constraints, so odd couplings (such as
+``1⊗1→1``, the cross product) come out too, without any Clebsch–Gordan tables.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def ictd_projectors(n: int) -> list[tuple[int, np.ndarray]]:
 
     Returns a list of ``(j, P)`` with ``P`` of shape ``(3^n, 3^n)`` (float64): mutually
     orthogonal, ``Σ P = I``, and weight ``j`` appearing with the multiplicities of
-    TACE_SPEC §1.3 (for ``n = 4``: ``j=4:1, 3:3, 2:6, 1:6, 0:3``). The first entry is the STF
+    docs/theory.md §1.3 (for ``n = 4``: ``j=4:1, 3:3, 2:6, 1:6, 0:3``). The first entry is the STF
     projector ``Π_n``.
 
     Examples:

@@ -1,7 +1,7 @@
 """Symmetric-traceless (STF) subspace of rank-l Cartesian tensors.
 
 The STF tensors of rank ``l`` form the ``2l+1`` dimensional irreducible subspace of
-``(R^3)^{⊗l}`` (TACE_SPEC §1.2). We build
+``(R^3)^{⊗l}`` (docs/theory.md §1.2). We build
 
 * ``stf_basis(l)``: an orthonormal basis ``Q_l`` (``3^l × (2l+1)``) with ``Q_l Q_lᵀ = Π_l``,
   obtained by a deterministic Gram–Schmidt over the columns of ``Π_l`` (so ``Q_1 = I_3``). The
@@ -15,12 +15,11 @@ Both are computed once per ``l`` in float64 numpy and cached; callers cast to th
 from __future__ import annotations
 
 import functools
-import itertools
 import math
 
 import numpy as np
 
-__all__ = ["stf_basis", "stf_projector", "symmetrizer", "harmonic_norm", "double_factorial"]
+__all__ = ["stf_basis", "stf_projector", "harmonic_norm", "double_factorial"]
 
 
 def double_factorial(n: int) -> int:
@@ -35,22 +34,6 @@ def double_factorial(n: int) -> int:
 def harmonic_norm(l: int) -> float:
     """``n_l = (2l−1)!!/l!``, the squared Frobenius norm of the Cartesian harmonic ``Y_l``."""
     return double_factorial(2 * l - 1) / math.factorial(l)
-
-
-@functools.cache
-def symmetrizer(l: int) -> np.ndarray:
-    """The matrix ``S_l`` (``3^l × 3^l``) averaging a tensor over all permutations of its axes."""
-    dim = 3**l
-    if l <= 1:
-        return np.eye(dim)
-    idx = np.arange(dim).reshape((3,) * l)
-    s = np.zeros((dim, dim))
-    perms = list(itertools.permutations(range(l)))
-    for p in perms:
-        s[np.arange(dim), np.transpose(idx, p).reshape(-1)] += 1.0
-    s /= len(perms)
-    s.setflags(write=False)
-    return s
 
 
 def _symmetric_basis(l: int) -> np.ndarray:

@@ -18,9 +18,13 @@ from ._equivariance import random_o3 as random_o3
 from ._equivariance import rotate as rotate
 from ._equivariance import rotate_tree as rotate_tree
 from ._equivariance import wigner_cartesian as wigner_cartesian
+from .morse import MorsePotential as MorsePotential
+from .toy import toy_apply as toy_apply
+from .toy import toy_init as toy_init
 
 __all__ = [
     "LAYOUTS",
+    "MorsePotential",
     "Rep",
     "assert_equivariant",
     "assert_max_traces",
@@ -31,5 +35,7 @@ __all__ = [
     "random_o3",
     "rotate",
     "rotate_tree",
+    "toy_apply",
+    "toy_init",
     "wigner_cartesian",
 ]

@@ -6,6 +6,9 @@ Typical use::
     result = fit(load_config("train.yaml", ["max_time=600"]))
     print(result.test_metrics)
 
+``fit`` = :func:`~tace_jax.train.setup.setup_training` (data, statistics, model, optimiser)
+followed by the loop :class:`~tace_jax.train.loop.Trainer`.
+
 See :mod:`tace_jax.train.config` for the options (``tace-jax train --schema`` prints them) and
 :mod:`tace_jax.train.step` for data parallelism and multi-host start-up.
 """
@@ -31,6 +34,8 @@ from .metrics import format_metrics as format_metrics
 from .optimizer import PlateauScheduler as PlateauScheduler
 from .optimizer import make_optimizer as make_optimizer
 from .optimizer import make_schedule as make_schedule
+from .setup import TrainingSetup as TrainingSetup
+from .setup import setup_training as setup_training
 from .state import TrainState as TrainState
 from .state import create_train_state as create_train_state
 from .step import make_eval_step as make_eval_step
@@ -48,6 +53,7 @@ __all__ = [
     "TrainConfig",
     "TrainState",
     "Trainer",
+    "TrainingSetup",
     "apply_overrides",
     "combine_loss",
     "config_from_dict",
@@ -65,6 +71,7 @@ __all__ = [
     "make_optimizer",
     "make_schedule",
     "make_train_step",
+    "setup_training",
     "shard_batch",
     "stack_batches",
     "train_config_schema",

@@ -7,7 +7,7 @@ ranges. Unknown keys raise :class:`ConfigError` with a suggestion.
 
 Example::
 
-    cfg = load_config("train.yaml", ["lr=1e-3", "model.num_channels=32"])
+    cfg = load_config("train.yaml", ["lr=1e-3", "model.num_channel=32"])
     print(json.dumps(train_config_schema(), indent=2))   # what `tace-jax train --schema` prints
 """
 
@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
+
+from tace_jax.models import TACEConfig
 
 __all__ = [
     "ConfigError",
@@ -49,10 +51,11 @@ def _f(default, help: str, **kw):
 class TrainConfig:
     """All options of a training run (units: eV, Å, seconds).
 
-    Defaults follow TACE_SPEC §5 (AdamW lr 4e-3, weight decay 1e-8, loss weights E/atom 1, F 8,
-    S 8, EMA 0.995, clip 1, reduce-on-plateau factor 0.5 / patience 15 / min lr 1e-6, early
-    stopping 25 epochs). ``model`` holds :class:`tace_jax.models.TACEConfig` fields; its cutoff
-    is ``model.cutoff``; ``atomic_numbers`` defaults to the elements of the training set.
+    Defaults follow ``docs/theory.md`` §5 (AdamW lr 4e-3, weight decay 1e-8, loss weights
+    E/atom 1, F 8, S 8, EMA 0.995, clip 1, reduce-on-plateau factor 0.5 / patience 15 / min lr
+    1e-6, early stopping 25 epochs). ``model`` holds :class:`tace_jax.models.TACEConfig`
+    fields; its cutoff is ``model.cutoff``; ``atomic_numbers`` defaults to the elements of the
+    training set.
     """
 
     # --- data -------------------------------------------------------------------------------
@@ -71,7 +74,7 @@ class TrainConfig:
     virials_key: str | None = _f("virials", "Name of the virials label (eV), if any.")
     data_options: dict = _f({}, "Extra keyword arguments for the dataset reader (e.g. units).")
     # --- model and statistics ----------------------------------------------------------------
-    model: dict = _f({}, "TACEConfig fields (cutoff, num_layers, num_channels, ...).")
+    model: dict = _f({}, "TACEConfig fields (cutoff, num_layers, num_channel, ...).")
     e0s: Any = _f(
         "least_squares",
         "Atomic reference energies E0: 'least_squares' (fit to the "
@@ -152,17 +155,13 @@ class TrainConfig:
 # ---------------------------------------------------------------------------------------------
 
 
-def model_field_names() -> tuple[str, ...] | None:
-    """Field names of :class:`tace_jax.models.TACEConfig`, or None if it is not importable."""
-    try:
-        from tace_jax.models import TACEConfig
-    except Exception:  # model package not available (yet)
-        return None
+def model_field_names() -> tuple[str, ...]:
+    """Field names of :class:`tace_jax.models.TACEConfig` (the valid ``model.*`` keys)."""
     return tuple(f.name for f in dataclasses.fields(TACEConfig))
 
 
-def _unknown(kind: str, key: str, known) -> ConfigError:
-    close = difflib.get_close_matches(key, list(known), n=3)
+def _unknown(kind: str, key, known) -> ConfigError:
+    close = difflib.get_close_matches(str(key), list(known), n=3)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     return ConfigError(f"unknown {kind} key {key!r}{hint}")
 
@@ -215,10 +214,9 @@ def _validate(cfg: TrainConfig) -> None:
     if not isinstance(cfg.e0s, (str, dict)):
         raise ConfigError(f"config key 'e0s': expected a string or a mapping, got {cfg.e0s!r}")
     known = model_field_names()
-    if known is not None:
-        for k in cfg.model:
-            if k not in known:
-                raise _unknown("model", k, known)
+    for k in cfg.model:
+        if k not in known:
+            raise _unknown("model", k, known)
     if cfg.energy_weight + cfg.forces_weight + cfg.stress_weight + cfg.virials_weight <= 0:
         raise ConfigError("all loss weights are zero")
 
@@ -339,10 +337,6 @@ def _json_type(tp) -> dict:
 
 
 def _model_schema() -> dict:
-    try:
-        from tace_jax.models import TACEConfig
-    except Exception:
-        return {"type": "object", "description": "TACEConfig fields"}
     props = {}
     hints = typing.get_type_hints(TACEConfig)
     for f in dataclasses.fields(TACEConfig):

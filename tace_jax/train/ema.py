@@ -1,4 +1,4 @@
-"""Exponential moving average of the parameters with torch_ema's warm-up (TACE_SPEC §5.2).
+"""Exponential moving average of the parameters with torch_ema's warm-up (``docs/theory.md`` §5.2).
 
 After the ``n``-th optimiser step (``n = 1, 2, …``)::
 

@@ -18,7 +18,6 @@ __all__ = [
     "epoch_train_metrics",
     "eval_loss_config",
     "evaluate_loader",
-    "potential_class",
 ]
 
 # Jitted functions are reused by later Trainers with identical settings (same model config,
@@ -34,15 +33,6 @@ def cached(key, build: Callable):
             _COMPILED.clear()
         _COMPILED[key] = build()
     return _COMPILED[key]
-
-
-def potential_class():
-    """:class:`tace_jax.models.Potential` (imported lazily)."""
-    try:
-        from tace_jax.models import Potential
-    except ImportError:
-        from tace_jax.models.potential import Potential
-    return Potential
 
 
 def eval_loss_config(train_loss: LossConfig, available: Sequence[str]) -> LossConfig:

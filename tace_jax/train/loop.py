@@ -1,4 +1,8 @@
-"""``fit()``: the training loop (data → statistics → model → SPMD steps → eval → export).
+"""``fit()``: the training loop (set-up → parameters → SPMD steps → eval → export).
+
+:func:`~tace_jax.train.setup.setup_training` builds the data, statistics, model and optimiser;
+:class:`Trainer` initialises the parameters, compiles the steps (reusing the process-wide
+compile cache of :mod:`tace_jax.train.evaluation`), trains, evaluates and exports.
 
 Output directory layout::
 
@@ -14,7 +18,7 @@ Resuming (``resume: true``, the default) continues from the newest complete chec
 where it stopped, mid-epoch included: the parameters, optimiser and EMA state, the plateau
 scheduler, early-stopping counters and the position in the (deterministic) batch order are
 all restored, so an interrupted and resumed run ends with the same parameters as an
-uninterrupted one. ``max_time`` bounds the training time of one invocation.
+uninterrupted one. ``max_time`` bounds the training time of one invocation (set-up included).
 """
 
 from __future__ import annotations
@@ -32,23 +36,18 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from tace_jax.inference import Potential
+
 from .checkpoint import Checkpointer
-from .config import TrainConfig, config_from_dict, load_config
-from .evaluation import cached, epoch_train_metrics, evaluate_loader, potential_class
+from .config import TrainConfig, apply_overrides, config_from_dict, load_config
+from .evaluation import cached, epoch_train_metrics, evaluate_loader
 from .logger import MetricsLogger
 from .metrics import format_metrics
-from .optimizer import PlateauScheduler, make_optimizer, make_schedule
-from .prepare import (
-    TrainingData,
-    build_loss_config,
-    build_model_config,
-    build_statistics,
-    load_data,
-    make_loaders,
-    write_run_files,
-)
+from .optimizer import PlateauScheduler
+from .prepare import TrainingData, write_run_files
+from .setup import TrainingSetup, setup_training
 from .state import TrainState, create_train_state
-from .step import group_batches, make_mesh, make_train_step, shard_batch
+from .step import group_batches, make_train_step, shard_batch
 
 __all__ = ["FitResult", "Trainer", "fit"]
 
@@ -73,88 +72,40 @@ class FitResult:
 
 
 class Trainer:
-    """Stateful driver behind :func:`fit` (exposed for scripting and tests).
+    """The training loop behind :func:`fit` (exposed for scripting and tests).
 
     Args:
-        cfg: the training config.
+        setup: what :func:`~tace_jax.train.setup.setup_training` built.
         callbacks: ``cb(event, info)`` called with ``event="step"`` after every step
             (``info``: step, epoch, step_in_epoch, state, metrics) and ``"eval"`` after every
             evaluation (``info``: epoch, step, row). Raising inside a callback aborts training
             (used by tests to simulate a crash).
-        data: pre-loaded :class:`~tace_jax.train.prepare.TrainingData` (skips reading files).
+        t0: start time of the run (``time.time()``; default now), for ``max_time``.
     """
 
     def __init__(
-        self, cfg: TrainConfig, callbacks: Sequence[Callable] = (), data: TrainingData | None = None
+        self, setup: TrainingSetup, callbacks: Sequence[Callable] = (), t0: float | None = None
     ):
-        self.cfg, self.callbacks = cfg, list(callbacks)
-        self.t0 = time.time()
-        if cfg.dtype == "float64" and not jax.config.jax_enable_x64:
-            jax.config.update("jax_enable_x64", True)  # at run time, on request only
+        self.setup, self.cfg, self.callbacks = setup, setup.cfg, list(callbacks)
+        self.t0 = time.time() if t0 is None else t0
+        cfg = setup.cfg
         self.out = Path(cfg.output_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self._log_file = open(self.out / "train.log", "a")  # noqa: SIM115
-        self.data = data if data is not None else load_data(cfg)
-        self.model_cfg = build_model_config(cfg, self.data)
-        self.mesh = make_mesh(cfg.num_devices)
-        self.num_devices = self.mesh.size
-        from tace_jax.data import NeighborCache
-
-        cache = NeighborCache(self.model_cfg.cutoff)
-        self.statistics, raw_stats = build_statistics(cfg, self.model_cfg, self.data, cache)
-        write_run_files(self.out, cfg, self.model_cfg, raw_stats)
-        self.train_loader, self.valid_loader, self.test_loaders = make_loaders(
-            cfg, self.model_cfg, self.data, self.num_devices, cache
-        )
-        self.loss_cfg = build_loss_config(cfg, self.train_loader.properties)
-        from tace_jax.models import TACE
-
-        self.model = TACE(self.model_cfg, self.statistics, param_dtype=jnp.dtype(cfg.dtype))
-        first = self.train_loader.make_batch(self.train_loader.plan(0)[0])
-        first = jax.tree.map(jnp.asarray, first)
-        self._key = (
-            self.model_cfg,
-            self.statistics,
+        write_run_files(self.out, cfg, setup.model_cfg, setup.raw_statistics)
+        # compiled functions are shared by Trainers with the same key (evaluation.cached)
+        self.compile_key = (
+            setup.model_cfg,
+            setup.statistics,
             cfg.dtype,
-            tuple(d.id for d in self.mesh.devices.flat),
+            tuple(d.id for d in setup.mesh.devices.flat),
         )
-        init = cached(("init", *self._key), lambda: jax.jit(self.model.init))
-        variables = init(jax.random.key(cfg.seed), first)
-        self.steps_per_epoch = math.ceil(self.train_loader.num_batches(0) / self.num_devices)
-        self.optimizer = make_optimizer(
-            cfg.lr, cfg.weight_decay, cfg.amsgrad, cfg.clip, dtype=cfg.dtype
-        )
-        total = cfg.max_steps or cfg.max_epochs * self.steps_per_epoch
-        self.schedule = make_schedule(cfg.scheduler, cfg.lr, total, cfg.warmup_steps, cfg.min_lr)
-        self.state = create_train_state(variables, self.optimizer, cfg.dtype)
-        self.repl = NamedSharding(self.mesh, P())
-        self.state = jax.device_put(self.state, self.repl)
-        step_key = (
-            "train",
-            *self._key,
-            self.loss_cfg,
-            cfg.lr,
-            cfg.weight_decay,
-            cfg.amsgrad,
-            cfg.clip,
-            cfg.scheduler,
-            total if cfg.scheduler == "cosine" else None,
-            cfg.warmup_steps,
-            cfg.min_lr,
-            cfg.ema_decay,
-        )
-        self.train_step = cached(
-            step_key,
-            lambda: make_train_step(
-                self.model.apply,
-                self.optimizer,
-                self.loss_cfg,
-                self.schedule,
-                self.mesh,
-                properties=tuple(self.loss_cfg.active),
-                ema_decay=cfg.ema_decay,
-            ),
-        )
+        init = cached(("init", *self.compile_key), lambda: jax.jit(setup.model.init))
+        variables = init(jax.random.key(cfg.seed), setup.example_batch())
+        self.repl = NamedSharding(setup.mesh, P())
+        state = create_train_state(variables, setup.optimizer, cfg.dtype)
+        self.state = jax.device_put(state, self.repl)
+        self.train_step = cached(self._train_step_key(), self._make_train_step)
         self.plateau = PlateauScheduler(
             cfg.lr,
             cfg.plateau_factor,
@@ -173,6 +124,35 @@ class Trainer:
         self.history: list[dict] = []
         self.valid_metrics: dict = {}
         self.n_params = sum(int(np.size(x)) for x in jax.tree.leaves(variables["params"]))
+
+    def _train_step_key(self) -> tuple:
+        cfg = self.cfg
+        return (
+            "train",
+            *self.compile_key,
+            self.setup.loss_cfg,
+            cfg.lr,
+            cfg.weight_decay,
+            cfg.amsgrad,
+            cfg.clip,
+            cfg.scheduler,
+            self.setup.total_steps if cfg.scheduler == "cosine" else None,
+            cfg.warmup_steps,
+            cfg.min_lr,
+            cfg.ema_decay,
+        )
+
+    def _make_train_step(self):
+        s = self.setup
+        return make_train_step(
+            s.model.apply,
+            s.optimizer,
+            s.loss_cfg,
+            s.schedule,
+            s.mesh,
+            properties=tuple(s.loss_cfg.active),
+            ema_decay=self.cfg.ema_decay,
+        )
 
     # ------------------------------------------------------------------ bookkeeping
     def _start_fresh(self) -> None:
@@ -205,11 +185,11 @@ class Trainer:
         return int(jax.device_get(self.state.step))
 
     def _meta(self) -> dict:
-        self.train_loader.set_epoch(self.epoch, self.step_in_epoch)
+        self.setup.train_loader.set_epoch(self.epoch, self.step_in_epoch)
         return {
             "epoch": self.epoch,
             "step_in_epoch": self.step_in_epoch,
-            "loader": self.train_loader.state_dict(),
+            "loader": self.setup.train_loader.state_dict(),
             "plateau": self.plateau.state_dict(),
             "best_loss": self.best,
             "best_epoch": self.best_epoch,
@@ -219,7 +199,7 @@ class Trainer:
             "epoch_metrics": [
                 {k: float(v) for k, v in m.items()} for m in jax.device_get(self.epoch_metrics)
             ],
-            "num_devices": self.num_devices,
+            "num_devices": self.setup.num_devices,
             "config": self.cfg.to_dict(),
         }
 
@@ -234,15 +214,15 @@ class Trainer:
         step, state, meta = found
         self.state = jax.device_put(state, self.repl)
         self.epoch, self.step_in_epoch = int(meta["epoch"]), int(meta["step_in_epoch"])
-        self.train_loader.load_state_dict(meta["loader"])
+        self.setup.train_loader.load_state_dict(meta["loader"])
         self.plateau.load_state_dict(meta["plateau"])
         self.best, self.best_epoch = float(meta["best_loss"]), int(meta["best_epoch"])
         self.bad_evals, self.stopped = int(meta["bad_evals"]), meta.get("stopped")
         self.epoch_metrics = [dict(m) for m in meta.get("epoch_metrics", [])]
-        if meta.get("num_devices", self.num_devices) != self.num_devices:
+        if meta.get("num_devices", self.setup.num_devices) != self.setup.num_devices:
             self.say(
                 f"warning: checkpoint written with {meta['num_devices']} devices, resuming "
-                f"with {self.num_devices}; the batch grouping differs"
+                f"with {self.setup.num_devices}; the batch grouping differs"
             )
         from .logger import read_jsonl
 
@@ -259,14 +239,22 @@ class Trainer:
     def evaluate(self, loader, variables) -> dict:
         """Errors and loss of ``variables`` on every structure of ``loader`` (eV, Å)."""
         return evaluate_loader(
-            self.model.apply, variables, loader, self.mesh, self.loss_cfg, self._key
+            self.setup.model.apply,
+            variables,
+            loader,
+            self.setup.mesh,
+            self.setup.loss_cfg,
+            self.compile_key,
         )
 
     def export(self, variables, path: Path | None = None) -> Path:
-        """Save ``variables`` (EMA) as a :class:`~tace_jax.models.Potential` file."""
+        """Save ``variables`` (EMA) as a :class:`~tace_jax.inference.Potential` file."""
         path = Path(path or self.model_path)
-        pot = potential_class()(
-            self.model_cfg, self.statistics, jax.device_get(variables), dtype=self.cfg.dtype
+        pot = Potential(
+            self.setup.model_cfg,
+            self.setup.statistics,
+            jax.device_get(variables),
+            dtype=self.cfg.dtype,
         )
         pot.save(path)
         return path
@@ -278,11 +266,11 @@ class Trainer:
             "epoch": self.epoch,
             "step": self.global_step,
             "time": round(time.time() - self.t0, 2),
-            "lr": float(jax.device_get(self.schedule(self.state.step) * self.state.lr_scale)),
+            "lr": float(jax.device_get(self.setup.schedule(self.state.step) * self.state.lr_scale)),
         }
         row.update(epoch_train_metrics(jax.device_get(self.epoch_metrics)))
-        if self.valid_loader is not None:
-            vm = self.evaluate(self.valid_loader, variables)
+        if self.setup.valid_loader is not None:
+            vm = self.evaluate(self.setup.valid_loader, variables)
             self.valid_metrics = vm
             row.update({f"valid_{k}": v for k, v in vm.items()})
             monitor = vm["loss"]
@@ -304,7 +292,7 @@ class Trainer:
         self.history.append(row)
         msg = f"epoch {self.epoch:4d} step {row['step']:6d} lr {row['lr']:.2e} "
         msg += f"loss {row.get('train_loss', float('nan')):.4g}"
-        if self.valid_loader is not None:
+        if self.setup.valid_loader is not None:
             msg += f" | valid loss {vm['loss']:.4g} " + format_metrics(vm)
         self.say(msg + (" *" if improved else ""))
         for cb in self.callbacks:
@@ -320,19 +308,19 @@ class Trainer:
         from tqdm.auto import tqdm
 
         cfg = self.cfg
-        n_batches = self.train_loader.num_batches(self.epoch)
+        n_batches = self.setup.train_loader.num_batches(self.epoch)
         bar = tqdm(
-            total=math.ceil(n_batches / self.num_devices),
-            initial=self.step_in_epoch // self.num_devices,
+            total=math.ceil(n_batches / self.setup.num_devices),
+            initial=self.step_in_epoch // self.setup.num_devices,
             disable=not cfg.progress,
             desc=f"epoch {self.epoch}",
             leave=False,
             dynamic_ncols=True,
         )
-        batches = self.train_loader.epoch_batches(self.epoch, self.step_in_epoch)
+        batches = self.setup.train_loader.epoch_batches(self.epoch, self.step_in_epoch)
         try:
-            for k, (stacked, n_real) in enumerate(group_batches(batches, self.num_devices)):
-                self.state, m = self.train_step(self.state, shard_batch(stacked, self.mesh))
+            for k, (stacked, n_real) in enumerate(group_batches(batches, self.setup.num_devices)):
+                self.state, m = self.train_step(self.state, shard_batch(stacked, self.setup.mesh))
                 self.step_in_epoch += n_real
                 self.epoch_metrics.append(
                     {k2: v for k2, v in m.items() if k2 == "loss" or k2.startswith(_SUM_PREFIXES)}
@@ -367,9 +355,9 @@ class Trainer:
         if cfg.resume:
             self.restore()
         self.say(
-            f"tace-jax training: {len(self.data.train)} train / {len(self.data.valid)} "
-            f"valid structures, {self.n_params} parameters, {self.num_devices} device(s), "
-            f"{self.steps_per_epoch} steps/epoch, loss {dict(self.loss_cfg.active)}"
+            f"tace-jax training: {len(self.setup.data.train)} train / {len(self.setup.data.valid)} "
+            f"valid structures, {self.n_params} parameters, {self.setup.num_devices} device(s), "
+            f"{self.setup.steps_per_epoch} steps/epoch, loss {dict(self.setup.loss_cfg.active)}"
         )
         reason = self.stopped if self.stopped == "early_stopping" else None
         while reason is None and self.epoch < cfg.max_epochs:
@@ -404,7 +392,7 @@ class Trainer:
         test_metrics = self.test()
         self.ckpt.close()
         self._log_file.close()
-        pot = potential_class().load(self.model_path)
+        pot = Potential.load(self.model_path)
         return FitResult(
             self.out,
             self.model_path,
@@ -421,12 +409,12 @@ class Trainer:
 
     def test(self) -> dict:
         """Evaluate the exported model on every test set; writes ``test_metrics.json``."""
-        if not self.test_loaders:
+        if not self.setup.test_loaders:
             return {}
-        pot = potential_class().load(self.model_path, dtype=self.cfg.dtype)
+        pot = Potential.load(self.model_path, dtype=self.cfg.dtype)
         variables = jax.device_put(pot.variables, self.repl)
         out = {}
-        for name, loader in self.test_loaders.items():
+        for name, loader in self.setup.test_loaders.items():
             out[name] = self.evaluate(loader, variables)
             self.say(f"test [{name}] " + format_metrics(out[name]))
         (self.out / "test_metrics.json").write_text(json.dumps(out, indent=1))
@@ -448,14 +436,13 @@ def fit(
         data: pre-loaded structures (otherwise read from the config's files).
 
     Returns:
-        :class:`FitResult` with the exported best EMA :class:`~tace_jax.models.Potential`.
+        :class:`FitResult` with the exported best EMA :class:`~tace_jax.inference.Potential`.
     """
     if isinstance(config, (str, Path)):
         cfg = load_config(config, overrides)
     elif isinstance(config, dict):
-        from .config import apply_overrides
-
         cfg = config_from_dict(apply_overrides(config, overrides))
     else:
         cfg = config
-    return Trainer(cfg, callbacks, data).run()
+    t0 = time.time()
+    return Trainer(setup_training(cfg, data), callbacks, t0=t0).run()

@@ -1,4 +1,4 @@
-"""Weighted, masked training losses (TACE_SPEC §5.2).
+"""Weighted, masked training losses (``docs/theory.md`` §5.2).
 
 The loss is ``L = Σ_p w_p L_p`` over the properties ``p`` (energy per atom, forces, stress,
 virials per atom). Each term is a masked mean over the labelled entries of the batch:

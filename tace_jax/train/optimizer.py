@@ -1,4 +1,4 @@
-"""Optimiser and learning-rate schedules (TACE_SPEC §5.2).
+"""Optimiser and learning-rate schedules (``docs/theory.md`` §5.2).
 
 The optimiser is AdamW (optionally AMSGrad) behind global-norm gradient clipping, built as an
 ``optax.inject_hyperparams`` transformation so that the learning rate is a value in the

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,6 @@ from tace_jax.data import (
     Structure,
     compute_statistics,
     load_splits,
-    to_model_statistics,
 )
 from tace_jax.models import Statistics, TACEConfig
 
@@ -29,6 +29,8 @@ __all__ = [
     "load_data",
     "make_loaders",
     "resolve_path",
+    "to_model_statistics",
+    "write_run_files",
 ]
 
 
@@ -90,6 +92,22 @@ def build_model_config(cfg: TrainConfig, data: TrainingData) -> TACEConfig:
         return TACEConfig.from_dict(m)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"model: {e}") from e
+
+
+def to_model_statistics(stats: Mapping) -> Statistics:
+    """The model's :class:`~tace_jax.models.Statistics` from a
+    :func:`tace_jax.data.compute_statistics` dict.
+
+    A data set without any edge has ``avg_num_neighbors`` 0; the model never uses it then, and
+    it becomes 1 (``Statistics`` requires a positive value).
+    """
+    avg = float(stats["avg_num_neighbors"])
+    return Statistics(
+        atomic_energies=stats["atomic_energies"],
+        scale=stats["scale"],
+        shift=stats["shift"],
+        avg_num_neighbors=avg if avg > 0 else 1.0,
+    )
 
 
 def build_statistics(

@@ -9,7 +9,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-__all__ = ["TrainState", "create_train_state", "cast_floats"]
+from tace_jax.ops import cast_floats
+
+__all__ = ["TrainState", "create_train_state"]
 
 
 @flax.struct.dataclass
@@ -37,24 +39,11 @@ class TrainState:
         return {**self.constants, "params": self.ema_params if ema else self.params}
 
 
-def cast_floats(tree, dtype):
-    """Copy a pytree, casting every floating leaf to ``dtype``."""
-    dtype = jnp.dtype(dtype)
-
-    def cast(x):  # always a fresh buffer: the state may be donated to a jitted step
-        x = jnp.asarray(x)
-        return jnp.array(
-            x, dtype=dtype if jnp.issubdtype(x.dtype, jnp.floating) else None, copy=True
-        )
-
-    return jax.tree.map(cast, tree)
-
-
 def create_train_state(
     variables: dict, optimizer: optax.GradientTransformation, dtype="float32"
 ) -> TrainState:
     """A fresh state from model variables (cast to ``dtype``) and an optimiser."""
-    variables = cast_floats(variables, dtype)
+    variables = cast_floats(variables, dtype, copy=True)  # fresh buffers: the state is donated
     params = variables["params"]
     constants = {k: v for k, v in variables.items() if k != "params"}
     return TrainState(

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from ase.neighborlist import neighbor_list as ase_neighbor_list
 
-from tace_jax.data import NeighborCache, Structure, compute_statistics, to_model_statistics
+from tace_jax.data import NeighborCache, Structure, compute_statistics
+from tace_jax.train.prepare import to_model_statistics
 
 Z = [1, 6, 8]
 E0 = {0: np.array([-13.6, -1029.8, -2041.2]), 1: np.array([-12.0, -1000.0, -2000.0])}

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from ase.build import bulk, molecule
 
-from tace_jax.md import MorsePotential, initial_momenta, md_system, nve_rollout
+from tace_jax.md import initial_momenta, md_system, nve_rollout
+from tace_jax.testing import MorsePotential
 
 STEPS = 25
 H = 1e-5

@@ -12,13 +12,8 @@ from ase.md.verlet import VelocityVerlet
 from ase.optimize import BFGS
 
 from tace_jax.calculator import TACECalculator
-from tace_jax.md import (
-    MorsePotential,
-    Simulation,
-    TrajectoryWriter,
-    initial_momenta,
-    run_md_demo,
-)
+from tace_jax.md import Simulation, TrajectoryWriter, initial_momenta, run_md
+from tace_jax.testing import MorsePotential
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +151,7 @@ def test_outputs(pot, water, tmp_path):
 
 
 def test_md_demo_metrics(pot, water):
-    out = run_md_demo(pot, water, steps=60, ensemble="nve", temperature=300.0)
+    out = run_md(pot, water, 60, ensemble="nve", temperature=300.0, log_interval=3)
     assert out["stable"] and out["steps"] == 60 and out["num_atoms"] == 3
     assert out["conserved_drift_ev_per_atom"] < 1e-3
     assert out["atom_steps_per_s"] > 0

@@ -31,7 +31,7 @@ FIXTURES = pathlib.Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def _tiny():
-    from tace_jax.models.potential import Potential
+    from tace_jax.inference import Potential
 
     npz, js = FIXTURES / "tace_tiny_l2.npz", FIXTURES / "tace_tiny_l2.json"
     return Potential.from_reference(npz, js, dtype="float64")
@@ -66,7 +66,7 @@ def test_tiny_model_small_cell_matches_predict():
 # ----------------------------------------------------------------------- trained model (slow)
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
-    from tace_jax.md.io import load_potential
+    from tace_jax.cli.md import load_potential
 
     path = os.environ.get("TACE_JAX_MD_MODEL", "runs/quickstart/model")
     if not pathlib.Path(path).exists():

@@ -84,7 +84,7 @@ def test_collapse_per_layer():
 
 
 def _check_energies(npz, js, z, meta):
-    from tace_jax.models.potential import Potential
+    from tace_jax.inference import Potential
 
     pot = Potential.from_reference(npz, js, dtype="float64")
     for name in ("hcooh", "si8"):
@@ -166,7 +166,7 @@ def test_real_torch_checkpoints(tmp_path, monkeypatch):
     from tace.interface.ase.calculator import TACEAseCalc
 
     from tace_jax.cli.convert import main
-    from tace_jax.models.potential import Potential
+    from tace_jax.inference import Potential
     from tace_jax.models.torch_import import load_torch_checkpoint
 
     js = fixture_paths("tiny_l2")[1]
@@ -174,7 +174,8 @@ def test_real_torch_checkpoints(tmp_path, monkeypatch):
     paths = chk.save_formats(model, meta, str(tmp_path), "tiny")
     calc = TACEAseCalc(paths["state"], dtype="float64", device="cpu")
     for kind, path in paths.items():
-        pot = load_torch_checkpoint(path, config=js if kind == "bare" else None)
+        loaded = load_torch_checkpoint(path, config=js if kind == "bare" else None)
+        pot = Potential(*loaded, dtype="float64")
         for _, atoms in chk.systems(meta):
             atoms.calc = calc
             e, f = atoms.get_potential_energy(), atoms.get_forces()

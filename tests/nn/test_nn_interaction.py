@@ -7,9 +7,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tace_jax.nn import Interaction, interaction_paths, radial_features
-from tace_jax.nn.interaction import edge_messages, scan_edges
-from tace_jax.ops import cartesian_harmonics, couple, safe_normalize
+from tace_jax.nn import Interaction, interaction_paths
+from tace_jax.ops import (
+    cartesian_harmonics,
+    couple,
+    edge_messages,
+    radial_features,
+    safe_normalize,
+    scan_edges,
+)
 from tace_jax.testing import Rep, assert_equivariant
 
 

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from tace_jax.nn import Product, product_paths
-from tace_jax.nn.product import couple_batched, product_step
-from tace_jax.ops import couple
+from tace_jax.ops import couple, couple_batched, product_step
 from tace_jax.testing import assert_equivariant
 
 
@@ -20,7 +19,7 @@ def _counts(le, nu_max, outs, l1l2=None):
 
 
 def test_counts_table():
-    # TACE_SPEC §2.6 (L_e = 3, unpruned: all ranks kept)
+    # docs/theory.md §2.6 (L_e = 3, unpruned: all ranks kept)
     assert _counts(3, 3, (0, 1, 2, 3)) == [[1, 1, 1, 1], [4, 6, 7, 6], [23, 36, 42, 36]]
     assert _counts(3, 3, (0, 1, 2, 3), "<=") == [[1, 1, 1, 1], [4, 3, 5, 3], [15, 12, 18, 12]]
     # reference tiny fixture (L_e = 2): linear widths 3/4/4 and 11/15/15 blocks
@@ -40,7 +39,7 @@ def test_backward_pruning():
 
 
 def _reference_basis(a, le, nu_max, outs):
-    """The recursive definition (TACE_SPEC §2.6) with ops.couple, layout [N, C, 2l+1]."""
+    """The recursive definition (docs/theory.md §2.6) with ops.couple, layout [N, C, 2l+1]."""
     paths, _ = product_paths(le, nu_max, outs)
     basis = {1: {l: [a[l]] for l in a}}
     for nu in range(2, nu_max + 1):

@@ -1,4 +1,4 @@
-"""Irreducible coupling ``[X⊗Y]_{l3} = Π_{l3}(X ⋆_k Y)/√3^k`` (TACE_SPEC §1.5)."""
+"""Irreducible coupling ``[X⊗Y]_{l3} = Π_{l3}(X ⋆_k Y)/√3^k`` (docs/theory.md §1.5)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 
 from tace_jax.ops import (
+    L1L2_OPTIONS,
     contraction_order,
     couple,
     coupling_paths,
     coupling_tensor,
     is_allowed,
+    rank_relation,
     stf_projector,
     to_compressed,
     to_full,
@@ -27,7 +29,7 @@ ATOL = 1e-12
 PATHS_4 = coupling_paths(4, 4, 4)  # every allowed (l1, l2, l3) with all ranks ≤ 4
 PATHS_48 = coupling_paths(4, 4, 8)  # l1, l2 ≤ 4, any l3
 
-# TACE_SPEC §1.5 table of ‖K^{(l1 l2 l3)}‖²_F (k > 0 rows and the explicit k = 0 rows)
+# docs/theory.md §1.5 table of ‖K^{(l1 l2 l3)}‖²_F (k > 0 rows and the explicit k = 0 rows)
 NORM_TABLE = {
     (1, 1, 0): Fraction(1),
     (1, 1, 2): Fraction(5),
@@ -47,7 +49,7 @@ NORM_TABLE = {
     (3, 3, 2): Fraction(14, 45),
 }
 
-# TACE_SPEC §2.4: interaction paths for L_in = 2, L_e = 3, written out (l1, l2, l3; k)
+# docs/theory.md §2.4: interaction paths for L_in = 2, L_e = 3, written out (l1, l2, l3; k)
 SPEC_PATHS = [
     (0, 0, 0, 0), (0, 1, 1, 0), (0, 2, 2, 0), (0, 3, 3, 0),
     (1, 0, 1, 0), (1, 1, 0, 1), (1, 1, 2, 0), (1, 2, 1, 1), (1, 2, 3, 0), (1, 3, 2, 1),
@@ -88,7 +90,7 @@ def test_interaction_paths_of_the_spec():
     le = coupling_paths(range(3), range(4), 3, l1l2="<=")
     assert le == [p[:3] for p in SPEC_PATHS if p[0] <= p[1]]
     assert len(le) == 13
-    # per-l3 counts of TACE_SPEC §2.4
+    # per-l3 counts of docs/theory.md §2.4
     assert [sum(p[2] == l3 for p in paths) for l3 in range(4)] == [3, 5, 5, 4]
     assert [sum(p[2] == l3 for p in le) for l3 in range(4)] == [3, 3, 4, 3]
     assert coupling_paths(0, 3, 3) == [(0, l, l) for l in range(4)]  # first layer
@@ -338,3 +340,18 @@ def test_gradients_finite_and_correct(layout, seed):
     minus = jloss([x - eps * d for x, d in zip(xs, dx)], [y - eps * d for y, d in zip(ys, dy)])
     directional = sum(jnp.vdot(g, d) for g, d in zip([*gx, *gy], [*dx, *dy]))
     np.testing.assert_allclose((plus - minus) / (2 * eps), directional, rtol=1e-9)
+
+
+def test_l1l2_options():
+    assert L1L2_OPTIONS == (None, "<=", "<", "==", ">=", ">", "!=")
+    pairs = [(a, b) for a in range(3) for b in range(3)]
+    ops = {"<=": "__le__", "<": "__lt__", "==": "__eq__", ">=": "__ge__", ">": "__gt__"}
+    for opt in L1L2_OPTIONS:
+        keep = rank_relation(opt)
+        for a, b in pairs:
+            want = True if opt is None else (a != b if opt == "!=" else getattr(a, ops[opt])(b))
+            assert keep(a, b) == want, (opt, a, b)
+    with pytest.raises(ValueError, match="l3l1 must be one of"):
+        rank_relation("??", "l3l1")
+    with pytest.raises(ValueError, match="l1l2"):
+        coupling_paths(2, 2, 2, "??")

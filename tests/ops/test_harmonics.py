@@ -1,4 +1,4 @@
-"""Cartesian harmonics ``Y_l(r̂) = ((2l−1)!!/l!) Π_l(r̂^{⊗l})`` (TACE_SPEC §1.4)."""
+"""Cartesian harmonics ``Y_l(r̂) = ((2l−1)!!/l!) Π_l(r̂^{⊗l})`` (docs/theory.md §1.4)."""
 
 from __future__ import annotations
 
@@ -103,7 +103,7 @@ def test_epsilon_convention():
 
 
 def test_closed_forms():
-    """Y2, Y3, Y4 written out as in TACE_SPEC §1.4."""
+    """Y2, Y3, Y4 written out as in docs/theory.md §1.4."""
     u, ys = _harmonics("full")
     d = np.eye(3)
     y2 = 1.5 * (np.einsum("na,nb->nab", u, u) - d / 3)

@@ -1,4 +1,4 @@
-"""Irreducible Cartesian tensor decomposition of a general rank-n tensor (TACE_SPEC §1.3)."""
+"""Irreducible Cartesian tensor decomposition of a general rank-n tensor (docs/theory.md §1.3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""STF basis ``Q_l`` and projector ``Π_l`` (TACE_SPEC §1.2)."""
+"""STF basis ``Q_l`` and projector ``Π_l`` (docs/theory.md §1.2)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ LS = range(7)
 ATOL = 1e-12
 
 
-# ---- independent reference: symmetrise, then detrace (TACE_SPEC §1.2, construction 1) -------
+# ---- independent reference: symmetrise, then detrace (docs/theory.md §1.2, construction 1) -------
 
 
 def _symmetrize(t: np.ndarray, l: int) -> np.ndarray:

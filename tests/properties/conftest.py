@@ -1,4 +1,4 @@
-"""Small structures and the toy potential shared by the property tests."""
+"""Small structures, model inputs and the toy potential shared by the property tests."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tace_jax.data import graph_from_atoms
-from tace_jax.properties._toy import toy_apply, toy_init
+from tace_jax.testing.toy import toy_apply, toy_init
 
 ATOMIC_NUMBERS = (1, 6, 8, 14)
 CUTOFF = 4.0
@@ -40,6 +40,12 @@ def build(atoms, budgets=None, dtype=np.float64):
 @pytest.fixture(scope="module")
 def toy_vars():
     return toy_init(jax.random.key(7), len(ATOMIC_NUMBERS), cutoff=CUTOFF)
+
+
+@pytest.fixture(scope="module")
+def toy_vars_direct():
+    """Toy variables with the direct position term ``−(q_z − q̄) x_i·ℰ``."""
+    return toy_init(jax.random.key(11), len(ATOMIC_NUMBERS), cutoff=CUTOFF, direct_charges=True)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tace_jax.data import bundled_dataset_path, read_structures, structure_to_atoms
-from tace_jax.models.potential import Potential
+from tace_jax.inference import Potential
 from tace_jax.train import fit
 from tace_jax.train.logger import read_jsonl
 

@@ -57,7 +57,7 @@ def test_sigkill_then_resume(tmp_path):
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tace_jax.cli.main", "train", str(cfg_path)],
+        [sys.executable, "-m", "tace_jax.cli.main", "--x64", "train", str(cfg_path)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -7,7 +7,7 @@ import pytest
 from ase.build import bulk
 from ase.calculators.emt import EMT
 
-from tace_jax.models.potential import Potential
+from tace_jax.inference import Potential
 from tace_jax.train import fit
 
 

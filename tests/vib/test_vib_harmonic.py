@@ -11,7 +11,7 @@ from ase.optimize import BFGS
 from ase.vibrations import Vibrations
 
 from tace_jax.calculator import TACECalculator
-from tace_jax.md import MorsePotential
+from tace_jax.testing import MorsePotential
 from tace_jax.vib import (
     harmonic_analysis,
     ir_intensities,

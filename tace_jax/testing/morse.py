@@ -1,9 +1,12 @@
-"""A small analytic potential with the :class:`tace_jax.models.Potential` interface.
+"""A small analytic potential with the potential protocol (test double).
 
 :class:`MorsePotential` is a smooth many-body (Morse pair + embedding) energy written against the
 same ``apply_fn(variables, graph, edge_vecs=None)`` / :class:`~tace_jax.data.Graph` interface as
-the TACE model. It is used to test the dynamics, calculator and vibration code independently of
-the network, and as a cheap potential in examples.
+the TACE model and satisfying :class:`~tace_jax.md.protocol.PotentialProtocol`. It tests the
+dynamics, calculator and vibration code independently of the network. With ``charges`` it also
+reads one model input, ``graph.extras["electric_field"]`` (``[G, 3]``, V/Å), and adds the
+energy of fixed point charges in that field, ``−Σ_i q_i ℰ·x_i`` (eV), so the force on atom
+``i`` gains ``q_i ℰ``.
 """
 
 from __future__ import annotations
@@ -25,12 +28,14 @@ def _cutoff_fn(r, rc):
 
 
 def morse_apply(variables: dict, graph: Graph, edge_vecs=None) -> dict:
-    """Morse pair energy plus an embedding term ``−a·sqrt(1 + ρ_i)``.
+    """Morse pair energy plus an embedding term ``−a·sqrt(1 + ρ_i)`` (plus ``−q_i ℰ·x_i`` when
+    ``variables["params"]`` holds per-element charges ``"charge"``).
 
     Args:
-        variables: ``{"params": {"depth", "alpha", "r0", "embed", "e0"}, "constants": {"cutoff"}}``
-            (pair tables ``[M, M]``, per-element ``[M]``).
-        graph: padded batch.
+        variables: ``{"params": {"depth", "alpha", "r0", "embed", "e0"[, "charge"]},
+            "constants": {"cutoff"}}`` (pair tables ``[M, M]``, per-element ``[M]``).
+        graph: padded batch (with ``extras["electric_field"]`` ``[G, 3]`` for the charged
+            variant).
         edge_vecs: optional ``[E, 3]`` edge vectors.
 
     Returns:
@@ -54,13 +59,16 @@ def morse_apply(variables: dict, graph: Graph, edge_vecs=None) -> dict:
         + 0.5 * jax.ops.segment_sum(pair, graph.receivers, num_segments=n)
         - p["embed"][s] * jnp.sqrt(1.0 + rho)
     )
+    if "charge" in p:
+        field = graph.extras["electric_field"][graph.node_graph]
+        node = node - p["charge"][s] * jnp.sum(field * graph.positions, axis=-1)
     node = jnp.where(graph.node_mask, node, 0.0)
     energy = jax.ops.segment_sum(node, graph.node_graph, num_segments=g)
     return {"node_energy": node, "energy": jnp.where(graph.graph_mask, energy, 0.0)}
 
 
 class MorsePotential:
-    """A stand-in for :class:`tace_jax.models.Potential` (same attributes and methods).
+    """A stand-in for the trained ``Potential`` (same attributes and methods).
 
     Args:
         atomic_numbers: elements of the model.
@@ -68,6 +76,8 @@ class MorsePotential:
         dtype: ``"float32"`` or ``"float64"``.
         depth, r0, alpha: Morse parameters (scalars or ``[M, M]``), eV, Å, 1/Å.
         embed: embedding strength (eV), scalar or ``[M]``.
+        charges: ``None`` (geometry only), or fixed charges per element (e, scalar or ``[M]``):
+            the model then reads the ``electric_field`` input.
     """
 
     def __init__(
@@ -79,6 +89,7 @@ class MorsePotential:
         r0=1.2,
         alpha=1.6,
         embed=0.3,
+        charges=None,
     ):
         self.atomic_numbers = tuple(sorted(int(z) for z in atomic_numbers))
         self.cutoff = float(cutoff)
@@ -93,6 +104,9 @@ class MorsePotential:
             "embed": vec(embed),
             "e0": np.zeros(m),
         }
+        if charges is not None:
+            params["charge"] = vec(charges)
+        self.input_names = ("electric_field",) if charges is not None else ()
         self.variables = jax.tree_util.tree_map(
             lambda x: jnp.asarray(x, self.dtype),
             {"params": params, "constants": {"cutoff": np.asarray(self.cutoff)}},
@@ -108,12 +122,21 @@ class MorsePotential:
         new.variables = jax.tree_util.tree_map(lambda x: x.astype(new.dtype), self.variables)
         return new
 
-    def graph(self, atoms) -> Graph:
-        return graph_from_atoms(atoms, self.cutoff, self.atomic_numbers, dtype=np.dtype(self.dtype))
+    def graph(self, atoms, electric_field=None) -> Graph:
+        """The padded graph of ``atoms`` (with the field from the argument, else
+        ``atoms.info["electric_field"]``, else 0, for the charged variant)."""
+        g = graph_from_atoms(atoms, self.cutoff, self.atomic_numbers, dtype=np.dtype(self.dtype))
+        if not self.input_names:
+            return g
+        if electric_field is None:
+            electric_field = atoms.info.get("electric_field", np.zeros(3))
+        field = np.zeros((g.num_graphs, 3))
+        field[0] = np.asarray(electric_field, np.float64).reshape(3)
+        return g.replace(extras={"electric_field": jnp.asarray(field, self.dtype)})
 
-    def predict(self, atoms, properties=("energy", "forces", "stress")) -> dict:
+    def predict(self, atoms, properties=("energy", "forces", "stress"), **inputs) -> dict:
         """``{"energy": float, "forces": [N,3], "stress": [3,3]}`` (numpy)."""
-        g = self.graph(atoms)
+        g = self.graph(atoms, **inputs)
         out = self._jitted(("predict", tuple(properties)))(self.variables, g)
         n = len(atoms)
         res = {"energy": float(out["energy"][0])}
@@ -125,10 +148,10 @@ class MorsePotential:
             res["node_energy"] = np.asarray(out["node_energy"][:n])
         return res
 
-    def hessian(self, atoms) -> np.ndarray:
+    def hessian(self, atoms, **inputs) -> np.ndarray:
         """``[N, 3, N, 3]`` eV/Å²."""
         n = len(atoms)
-        h = self._jitted(("hessian", n))(self.variables, self.graph(atoms))
+        h = self._jitted(("hessian", n))(self.variables, self.graph(atoms, **inputs))
         return np.asarray(h)[:, :, :n, :]
 
     def _jitted(self, key):
@@ -144,6 +167,7 @@ class MorsePotential:
         return cache[key]
 
     def jax_md(self, atoms, **kwargs):
-        from .jax_md import jax_md_functions
+        """jax-md functions of ``atoms`` (:func:`tace_jax.md.md_system`)."""
+        from tace_jax.md import md_system
 
-        return jax_md_functions(self, atoms, **kwargs)
+        return md_system(self, atoms, **kwargs)

@@ -1,7 +1,8 @@
-"""ZBL screened nuclear repulsion, a pair term added inside the scale (TACE_SPEC §2.9).
+"""ZBL screened nuclear repulsion, a pair term added inside the scale (docs/theory.md §2.9).
 
-``E_i = ½ Σ_{e→i} 14.3996·Z_i Z_j/r · φ(r/a) · f_p(r/r_max) · [r < r_max]`` with
-``a = 0.4543·0.529/(Z_i^0.3 + Z_j^0.3)``, ``φ(x) = Σ_k c_k e^{−d_k x}`` and
+``E_i = ½ Σ_{e→i} k_e·Z_i Z_j/r · φ(r/a) · f_p(r/r_max) · [r < r_max]`` with the Coulomb
+constant ``k_e = 14.3996 eV·Å``, the screening length ``a = 0.4543·0.529/(Z_i^0.3 + Z_j^0.3)``,
+the universal screening function ``φ(x) = Σ_k c_k e^{−d_k x}`` and
 ``r_max = R_cov(Z_i) + R_cov(Z_j)`` (ASE covalent radii).
 """
 
@@ -12,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .radial import polynomial_envelope
+from ._radial import polynomial_envelope
 
 __all__ = ["zbl_node_energy", "ZBL_C", "ZBL_D", "COVALENT_RADII"]
 

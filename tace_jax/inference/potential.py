@@ -1,0 +1,263 @@
+"""``Potential``: a ready-to-use TACE model (config + statistics + variables + dtype).
+
+The user-facing object. It owns the Flax module and the variables and delegates the work: file
+I/O to :mod:`tace_jax.models.format`, batching, bucketing, compilation and output splitting to
+:class:`~tace_jax.inference.predictor.Predictor`, jax-md glue to
+:mod:`tace_jax.inference.jax_md`::
+
+    pot = Potential.from_reference("tace_default.npz", "tace_default.json", dtype="float64")
+    res = pot.predict(atoms_list, properties=("energy", "forces", "stress"))
+    pot.save("model.tace")
+    pot = Potential.load("model.tace", dtype="float32")
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tace_jax.data.graph import Graph, single_atom_graph
+from tace_jax.models.format import PotentialFormatError, model_input_names, read_model, write_model
+from tace_jax.models.reference import load_reference
+from tace_jax.models.statistics import Statistics
+from tace_jax.models.config import TACEConfig
+from tace_jax.models.tace import TACE
+from tace_jax.ops import cast_floats
+from tace_jax.properties import PROPERTY_NAMES
+
+from .predictor import Predictor
+
+__all__ = ["Potential", "PotentialFormatError", "as_compute_dtype"]
+
+
+def as_compute_dtype(dtype) -> np.dtype:
+    """``np.float32`` or ``np.float64``; float64 needs ``jax_enable_x64`` (clear error)."""
+    dt = np.dtype(dtype)
+    if dt not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+    if dt == np.float64 and not jax.config.jax_enable_x64:
+        raise RuntimeError(
+            "float64 needs 64-bit JAX: call jax.config.update('jax_enable_x64', True) before "
+            "creating or loading the Potential"
+        )
+    return dt
+
+
+def _input_limits(config: TACEConfig) -> dict[str, int]:
+    limits = dict(getattr(config, "input_limits", {}) or {})
+    if config.num_levels > 1:
+        limits["level"] = min(limits.get("level", config.num_levels), config.num_levels)
+    return limits
+
+
+class Potential:
+    """A TACE model with fixed variables, ready for prediction.
+
+    Attributes:
+        config: :class:`~tace_jax.models.TACEConfig`.
+        statistics: :class:`~tace_jax.models.Statistics`.
+        variables: Flax variables (device arrays, floating leaves in ``dtype``).
+        dtype: ``np.float32`` or ``np.float64`` (float64 needs ``jax_enable_x64``).
+        model: the ``TACE`` Flax module.
+        predictor: the :class:`Predictor` that does the batched work.
+    """
+
+    def __init__(
+        self, config: TACEConfig, statistics: Statistics, variables, dtype="float32"
+    ) -> None:
+        self.config = config
+        self.statistics = statistics
+        self.dtype = as_compute_dtype(dtype)
+        statistics.check_compatible(config.num_elements, config.num_levels)
+        self.model = TACE(config, statistics)
+        self.variables = cast_floats(variables, self.dtype)
+        self.predictor = Predictor(
+            self.apply_fn,
+            config.cutoff,
+            config.atomic_numbers,
+            self.dtype,
+            input_names=model_input_names(config),
+            input_limits=_input_limits(config),
+        )
+
+    # ------------------------------------------------------------------ construction / IO
+    @classmethod
+    def init(cls, config: TACEConfig, statistics: Statistics, key, dtype="float32") -> Potential:
+        """A randomly initialised model."""
+        dt = as_compute_dtype(dtype)
+        model = TACE(config, statistics, param_dtype=dt)
+        graph = single_atom_graph(config.atomic_numbers[0], inputs=model_input_names(config))
+        variables = jax.jit(model.init)(key, graph)  # faster than eager
+        return cls(config, statistics, variables, dtype=dt)
+
+    @classmethod
+    def from_reference(cls, weights_npz, config_json, dtype="float64") -> Potential:
+        """Import a reference PyTorch TACE fixture (``npz`` weights + ``json`` config)."""
+        dt = as_compute_dtype(dtype)
+        config, statistics, variables = load_reference(weights_npz, config_json)
+        return cls(config, statistics, variables, dtype=dt)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write one versioned, checksummed file, atomically (:mod:`tace_jax.models.format`)."""
+        from tace_jax import __version__
+
+        write_model(
+            path, self.config, self.statistics, self.variables, self.dtype.name, __version__
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, dtype=None) -> Potential:
+        """Read a file written by :meth:`save` (``dtype``: override the stored dtype).
+
+        ``path`` may also be a training output directory holding ``model``.
+
+        Raises:
+            FileNotFoundError: no such file.
+            PotentialFormatError: not a model file, corrupt, an unknown format version, or a
+                directory without a model in it.
+        """
+        path = os.fspath(path)
+        if os.path.isdir(path) and os.path.isfile(os.path.join(path, "model")):
+            path = os.path.join(path, "model")
+        config, statistics, variables, stored = read_model(path)
+        return cls(config, statistics, variables, dtype=stored if dtype is None else dtype)
+
+    # ----------------------------------------------------------------------- properties
+    @property
+    def cutoff(self) -> float:
+        return self.config.cutoff
+
+    @property
+    def atomic_numbers(self) -> tuple[int, ...]:
+        return self.config.atomic_numbers
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """Model inputs read from ``atoms.info``/``atoms.arrays`` or keywords."""
+        return self.predictor.input_names
+
+    @property
+    def trace_count(self) -> int:
+        """How many times a prediction function was traced (compiles)."""
+        return self.predictor.trace_count
+
+    @property
+    def num_params(self) -> int:
+        return int(sum(np.size(x) for x in jax.tree.leaves(self.variables.get("params", {}))))
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (
+            f"Potential(elements={list(c.atomic_numbers)}, cutoff={c.cutoff}, "
+            f"layers={c.num_layers}, channels={c.num_channel}, params={self.num_params}, "
+            f"dtype={self.dtype.name})"
+        )
+
+    def astype(self, dtype) -> Potential:
+        """A copy with variables and computations in ``dtype``."""
+        return Potential(self.config, self.statistics, self.variables, dtype=dtype)
+
+    # ------------------------------------------------------------------- graph helpers
+    def apply(self, graph: Graph, edge_vecs=None) -> dict:
+        """Raw model outputs for a padded graph (not jitted)."""
+        return self.model.apply(self.variables, graph, edge_vecs=edge_vecs)
+
+    def apply_fn(self, variables, graph: Graph, edge_vecs=None) -> dict:
+        """``apply_fn(variables, graph, edge_vecs=None)`` for :func:`compute_properties`."""
+        return self.model.apply(variables, graph, edge_vecs=edge_vecs)
+
+    def energy_fn(self, graph: Graph):
+        """``(positions [N,3], cell [G,3,3] | None) -> total energy`` of the real graphs.
+
+        The neighbour list and the inputs of ``graph`` are kept fixed; differentiable and
+        jit-able.
+        """
+
+        def energy(positions, cell=None):
+            g = graph.replace(positions=positions, cell=graph.cell if cell is None else cell)
+            out = self.model.apply(self.variables, g)
+            return jnp.sum(jnp.where(g.graph_mask, out["energy"], 0.0))
+
+        return energy
+
+    def graph_from_atoms(self, atoms_list, budgets=None, where: str = "structure", **inputs):
+        """A padded graph (budgets bucketed unless given) in the potential's dtype, with the
+        model inputs from ``atoms.info``/``atoms.arrays`` and ``inputs``."""
+        return self.predictor.graph(atoms_list, budgets, where, **inputs)
+
+    def compute(self, graph: Graph, properties: Sequence[str] = ("energy", "forces")) -> dict:
+        """Jitted :func:`compute_properties` for a padded graph (compiled once per shape)."""
+        return self.predictor.compute(self.variables, graph, properties)
+
+    # ----------------------------------------------------------------------- prediction
+    def available_properties(self) -> tuple[str, ...]:
+        """Every property name :meth:`predict` accepts for this model."""
+        heads = [t for t in self.config_heads() if t != "energy"]
+        return tuple(dict.fromkeys((*PROPERTY_NAMES, "scalar_descriptor", *heads)))
+
+    def config_heads(self) -> tuple[str, ...]:
+        """Model outputs besides the energy (direct heads, predicted charges)."""
+        heads = list(self.config.targets)
+        if getattr(self.config, "charge_head", None):
+            heads.append("charges")
+        return tuple(heads)
+
+    def predict(
+        self,
+        atoms_list,
+        properties: Sequence[str] = ("energy", "forces", "stress"),
+        batch_size: int = 8,
+        **inputs,
+    ):
+        """Predict properties of one ``ase.Atoms`` or a list of them.
+
+        Args:
+            atoms_list: an ``ase.Atoms`` or a sequence of them.
+            properties: among ``energy``, ``node_energy``, ``forces``, ``stress`` (eV/Å³, ASE
+                sign; zeros for molecules), ``virials``, ``edge_forces``, ``atomic_virials``,
+                ``atomic_stresses``, ``scalar_descriptor``, the response properties
+                (``polarization``, ``conservative_polarizability``,
+                ``born_effective_charges``, ``magnetization``, ``magnetic_susceptibility``,
+                ``collinear_magnetic_forces``, ``noncollinear_magnetic_forces``) and the
+                model's own heads (``direct_*``, ``charges``), which are always returned.
+            batch_size: structures evaluated together.
+            **inputs: model inputs (``electric_field=``, ``level=``, ``charges=`` …) that
+                override ``atoms.info``/``atoms.arrays`` for every structure.
+
+        Returns:
+            For a list: one dict per structure (numpy arrays; ``energy`` a float; per-atom
+            arrays ``[n, ...]``; per-structure tensors without the batch axis;
+            ``edge_forces [E, 3]`` with ``edge_senders``, ``edge_receivers``, ``edge_shifts``
+            naming the edges). For a single ``Atoms``: that dict.
+
+        Raises:
+            DataError: bad input (unknown element, overlapping atoms, a missing, malformed or
+                out-of-range model input), naming the structure index and the field.
+            TypeError: a keyword that is not a model input.
+        """
+        single = not isinstance(atoms_list, (list, tuple))
+        atoms_list = [atoms_list] if single else list(atoms_list)
+        if isinstance(properties, str):
+            properties = (properties,)
+        properties = tuple(dict.fromkeys(("energy", *properties)))
+        allowed = self.available_properties()
+        bad = [p for p in properties if p not in allowed]
+        if bad:
+            raise ValueError(f"unknown properties {bad}; available: {sorted(allowed)}")
+        results = self.predictor.predict(self.variables, atoms_list, properties, batch_size, inputs)
+        return results[0] if single else results
+
+    def jax_md(self, atoms, **kwargs):
+        """jax-md ``(energy_fn, neighbor_fn, shift_fn)`` for ``atoms`` at fixed model inputs
+        (``electric_field=``, ``level=`` …); see :func:`tace_jax.md.jax_md.jax_md_functions`."""
+        from tace_jax.md.jax_md import jax_md_functions  # TODO(lead): moves into inference
+
+        return jax_md_functions(self, atoms, **kwargs)
+
+    def hessian(self, atoms, chunk_size: int = 16, **inputs) -> np.ndarray:
+        """Hessian ``∂²E/∂x∂x`` of one structure, ``[n, 3, n, 3]`` in eV/Å² (numpy)."""
+        return self.predictor.hessian(self.variables, atoms, chunk_size, inputs)

@@ -1,0 +1,146 @@
+"""Many irreducible couplings at once: interaction messages and product-basis steps.
+
+Both the interaction (docs/theory.md §2.4) and the product basis (§2.6) evaluate a list of
+couplings ``[X ⊗ Y]_{l3}`` (§1.5) that share their first rank ``l1``. In the compressed layout
+each coupling is a contraction with the constant ``K^{(l1 l2 l3)}`` (:func:`coupling_tensor`).
+Stacking the ``K`` of every path sharing ``l1`` into one matrix turns the whole group into a
+single GEMM with the second operand (harmonics or A-basis) followed by a channel-diagonal,
+unrolled sum over the ``2l1+1`` components of the first operand, which XLA fuses into one loop
+vectorised over channels. Features are channels last, ``[..., 2l+1, C]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax.numpy as jnp
+import numpy as np
+
+from ._coupling import coupling_tensor
+
+__all__ = ["edge_messages", "product_step", "couple_batched"]
+
+
+def _path_groups(paths, lmax_edge: int) -> list[tuple[int, list[int], np.ndarray]]:
+    """Paths grouped by ``l1`` (contiguous in path order), each with its ``KY`` matrix.
+
+    The matrix ``[Σ_{l≤L_e} (2l+1), (2l1+1)·G]`` maps the concatenated harmonics to
+    ``KY[α, (p, γ)]`` for the ``G = Σ_p (2l3_p+1)`` output components of the group.
+    """
+    y_off = np.cumsum([0] + [2 * l + 1 for l in range(lmax_edge + 1)])
+    groups: list[tuple[int, list[int], np.ndarray]] = []
+    for p, (l1, _, _) in enumerate(paths):
+        if not groups or groups[-1][0] != l1:
+            groups.append((l1, [], None))
+        groups[-1][1].append(p)
+    out = []
+    for l1, ps, _ in groups:
+        sizes = [2 * paths[p][2] + 1 for p in ps]
+        g_off = np.cumsum([0, *sizes])
+        a = 2 * l1 + 1
+        m = np.zeros((y_off[-1], a, g_off[-1]))
+        for i, p in enumerate(ps):
+            _, l2, l3 = paths[p]
+            kt = coupling_tensor(l1, l2, l3)  # [a, b, g]
+            m[y_off[l2] : y_off[l2 + 1], :, g_off[i] : g_off[i + 1]] = kt.transpose(1, 0, 2)
+        out.append((l1, ps, m.reshape(y_off[-1], a * g_off[-1])))
+    return out
+
+
+def edge_messages(
+    x_send: dict[int, jnp.ndarray],
+    y_cat: jnp.ndarray,
+    radial: jnp.ndarray,
+    paths: Sequence[tuple[int, int, int]],
+    lmax_edge: int,
+) -> jnp.ndarray:
+    """Per-edge messages ``R_p · [x_{l1} ⊗ Y_{l2}]_{l3}`` of every path (docs/theory.md §2.4).
+
+    Args:
+        x_send: ``l1 → [S, 2l1+1, C]`` sender features (after Linear_up).
+        y_cat: ``[S, Σ_l (2l+1)]`` concatenated harmonics ``Y_0..Y_{L_e}``.
+        radial: ``[S, P, C]`` per-path radial weights.
+        paths: the ``P`` paths (order of ``radial``'s path axis), lexicographic.
+        lmax_edge: ``L_e``.
+
+    Returns:
+        ``[S, Σ_p (2l3_p+1), C]``: the ``[2l3+1, C]`` message of each path, in path order.
+    """
+    n_s, _, c = radial.shape
+    outs = []
+    # split (not slices): its transpose is one concatenate instead of a pad per piece
+    r_paths = jnp.split(radial, radial.shape[1], axis=1)  # P × [S, 1, C]
+    for l1, ps, kmat in _path_groups(paths, lmax_edge):
+        a = 2 * l1 + 1
+        ky = (y_cat @ jnp.asarray(kmat, radial.dtype)).reshape(n_s, a, -1)  # [S, a, G]
+        t = jnp.sum(ky[:, :, :, None] * x_send[l1][:, :, None, :], axis=1)  # [S, G, C]
+        r = jnp.concatenate(
+            [jnp.broadcast_to(r_paths[p], (n_s, 2 * paths[p][2] + 1, c)) for p in ps], axis=1
+        )
+        outs.append(t * r)
+    return jnp.concatenate(outs, axis=1)
+
+
+def couple_batched(t: jnp.ndarray, a: jnp.ndarray, l1: int, l2: int, l3: int) -> jnp.ndarray:
+    """Channel-diagonal coupling of a stack ``t [N, 2l1+1, n, C]`` with ``a [N, 2l2+1, C]``.
+
+    Returns ``[N, 2l3+1, n, C]`` = ``[t_k ⊗ a]_{l3}`` for every ``k`` (channels last). Reference
+    implementation of one path; :func:`product_step` evaluates all paths sharing ``l1`` at once.
+    """
+    kt = coupling_tensor(l1, l2, l3)
+    n_a = 2 * l1 + 1
+    km = jnp.asarray(kt.transpose(0, 2, 1).reshape(-1, kt.shape[1]), t.dtype)  # [(α,γ), β]
+    ak = jnp.einsum("gb,nbc->ngc", km, a).reshape(a.shape[0], n_a, 2 * l3 + 1, a.shape[-1])
+    return jnp.sum(t[:, :, None, :, :] * ak[:, :, :, None, :], axis=1)
+
+
+def _group_matrix(path_list, lmax_edge: int) -> tuple[np.ndarray, list[int]]:
+    """For paths sharing ``l1``: ``M[(α, Γ), β_cat]`` with ``Γ`` the concatenated ``γ`` of every
+    path and ``β_cat`` the concatenated components of ``A_0..A_{L_e}``; and the ``Γ`` offsets."""
+    l1 = path_list[0][0]
+    y_off = np.cumsum([0] + [2 * l + 1 for l in range(lmax_edge + 1)])
+    g_off = np.cumsum([0] + [2 * l3 + 1 for _, _, l3 in path_list])
+    m = np.zeros((2 * l1 + 1, g_off[-1], y_off[-1]))
+    for i, (_, l2, l3) in enumerate(path_list):
+        kt = coupling_tensor(l1, l2, l3)  # [α, β, γ]
+        m[:, g_off[i] : g_off[i + 1], y_off[l2] : y_off[l2 + 1]] = kt.transpose(0, 2, 1)
+    return m.reshape(-1, y_off[-1]), list(g_off)
+
+
+def product_step(
+    prev: dict[int, jnp.ndarray], a_cat: jnp.ndarray, path_list, lmax_edge: int
+) -> dict[int, jnp.ndarray]:
+    """One correlation step ``𝔅⁽ᵛ⁻¹⁾ → 𝔅⁽ᵛ⁾`` of the product basis (docs/theory.md §2.6).
+
+    Args:
+        prev: ``l1 → [N, 2l1+1, n, C]`` (the tensors of ``𝔅⁽ᵛ⁻¹⁾_{l1}`` along axis 2).
+        a_cat: ``[N, Σ_l (2l+1), C]`` concatenated A-basis.
+        path_list: the ordered paths ``𝒬_ν``.
+        lmax_edge: ``L_e``.
+
+    Returns:
+        ``l3 → [N, 2l3+1, n', C]`` with blocks in insertion order (path-major, then tensor).
+    """
+    n_nodes, _, c = a_cat.shape
+    groups: dict[int, list[int]] = {}
+    for i, (l1, _, _) in enumerate(path_list):
+        if l1 in prev:
+            groups.setdefault(l1, []).append(i)
+    results: dict[int, jnp.ndarray] = {}
+    for l1, idx in groups.items():
+        plist = [path_list[i] for i in idx]
+        m, g_off = _group_matrix(plist, lmax_edge)
+        a = 2 * l1 + 1
+        # AK[n, α, Γ, c] = Σ_β M[(α, Γ), β] A[n, β, c]: one GEMM per l1
+        ak = jnp.einsum("xb,nbc->nxc", jnp.asarray(m, a_cat.dtype), a_cat)
+        ak = ak.reshape(n_nodes, a, g_off[-1], c)
+        t = prev[l1]  # [N, α, k, C]
+        out = jnp.sum(t[:, :, None, :, :] * ak[:, :, :, None, :], axis=1)  # [N, Γ, k, C]
+        # split (not slices): its transpose is one concatenate instead of a pad per piece
+        for i, piece in zip(idx, jnp.split(out, g_off[1:-1], axis=1)):
+            results[i] = piece
+    blocks: dict[int, list] = {}
+    for i, (_, _, l3) in enumerate(path_list):
+        if i in results:
+            blocks.setdefault(l3, []).append(results[i])
+    return {l3: jnp.concatenate(b, axis=2) for l3, b in blocks.items()}

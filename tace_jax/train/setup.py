@@ -1,0 +1,142 @@
+"""The set-up of a training run: data, statistics, model and optimiser (nothing compiled).
+
+:func:`setup_training` turns a :class:`~tace_jax.train.config.TrainConfig` into a
+:class:`TrainingSetup`; the loop (:mod:`tace_jax.train.loop`) initialises the parameters,
+compiles the steps (with its cache) and trains. The set-up writes no files and changes no
+global state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh
+
+from tace_jax.data import GraphLoader, NeighborCache
+from tace_jax.inference.potential import as_compute_dtype
+from tace_jax.models import TACE, Statistics, TACEConfig
+
+from .config import ConfigError, TrainConfig
+from .loss import LossConfig
+from .optimizer import make_optimizer, make_schedule
+from .prepare import (
+    TrainingData,
+    build_loss_config,
+    build_model_config,
+    build_statistics,
+    load_data,
+    make_loaders,
+)
+from .step import make_mesh
+
+__all__ = ["TrainingSetup", "check_dtype", "setup_training"]
+
+
+def check_dtype(dtype: str) -> None:
+    """Raise :class:`ConfigError` when ``dtype`` is float64 and 64-bit JAX is off.
+
+    The package never switches 64-bit JAX on itself: the user does, at program start
+    (``jax.config.update("jax_enable_x64", True)``, ``JAX_ENABLE_X64=1`` or
+    ``tace-jax --x64 train ...``).
+    """
+    try:
+        as_compute_dtype(dtype)
+    except RuntimeError:
+        raise ConfigError(
+            f"config key 'dtype': {dtype} needs 64-bit JAX, which is off: call "
+            "jax.config.update('jax_enable_x64', True) at program start, set JAX_ENABLE_X64=1, "
+            "or run 'tace-jax --x64 train ...'"
+        ) from None
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingSetup:
+    """What a training run is built from (see :func:`setup_training`).
+
+    Attributes:
+        cfg: the training config.
+        data: the train / valid / test structures.
+        model_cfg: the model config (``atomic_numbers`` resolved from the data).
+        statistics: the model's dataset constants (E0, σ, μ, n̄).
+        raw_statistics: the plain dict of :func:`tace_jax.data.compute_statistics`.
+        mesh: the data-parallel device mesh.
+        train_loader: per-device batches of the training set (shuffled).
+        valid_loader: the validation set, or None.
+        test_loaders: ``{name: loader}`` of the test sets.
+        loss_cfg: the loss terms with labels in the training data.
+        model: the (unparametrised) TACE module.
+        optimizer: the optax optimiser.
+        schedule: the learning-rate schedule.
+        steps_per_epoch: optimiser steps of one epoch (all devices together).
+        total_steps: ``max_steps`` or ``max_epochs × steps_per_epoch`` (cosine horizon).
+    """
+
+    cfg: TrainConfig
+    data: TrainingData
+    model_cfg: TACEConfig
+    statistics: Statistics
+    raw_statistics: dict
+    mesh: Mesh
+    train_loader: GraphLoader
+    valid_loader: GraphLoader | None
+    test_loaders: dict[str, GraphLoader]
+    loss_cfg: LossConfig
+    model: TACE
+    optimizer: optax.GradientTransformation
+    schedule: optax.Schedule
+    steps_per_epoch: int
+    total_steps: int
+
+    @property
+    def num_devices(self) -> int:
+        return self.mesh.size
+
+    def example_batch(self):
+        """The first training batch (device arrays), e.g. to initialise the parameters."""
+        first = self.train_loader.make_batch(self.train_loader.plan(0)[0])
+        return jax.tree.map(jnp.asarray, first)
+
+
+def setup_training(cfg: TrainConfig, data: TrainingData | None = None) -> TrainingSetup:
+    """Load the data and build the statistics, model, loaders, loss and optimiser of ``cfg``.
+
+    Args:
+        cfg: the training config.
+        data: pre-loaded structures (otherwise read from the config's files).
+
+    Raises:
+        ConfigError: a bad option, e.g. ``dtype: float64`` without 64-bit JAX.
+        DataError: unreadable or invalid data.
+    """
+    check_dtype(cfg.dtype)
+    data = data if data is not None else load_data(cfg)
+    model_cfg = build_model_config(cfg, data)
+    mesh = make_mesh(cfg.num_devices)
+    cache = NeighborCache(model_cfg.cutoff)
+    statistics, raw_stats = build_statistics(cfg, model_cfg, data, cache)
+    train, valid, tests = make_loaders(cfg, model_cfg, data, mesh.size, cache)
+    loss_cfg = build_loss_config(cfg, train.properties)
+    model = TACE(model_cfg, statistics, param_dtype=jnp.dtype(cfg.dtype))
+    steps_per_epoch = math.ceil(train.num_batches(0) / mesh.size)
+    total = cfg.max_steps or cfg.max_epochs * steps_per_epoch
+    return TrainingSetup(
+        cfg=cfg,
+        data=data,
+        model_cfg=model_cfg,
+        statistics=statistics,
+        raw_statistics=raw_stats,
+        mesh=mesh,
+        train_loader=train,
+        valid_loader=valid,
+        test_loaders=tests,
+        loss_cfg=loss_cfg,
+        model=model,
+        optimizer=make_optimizer(cfg.lr, cfg.weight_decay, cfg.amsgrad, cfg.clip, dtype=cfg.dtype),
+        schedule=make_schedule(cfg.scheduler, cfg.lr, total, cfg.warmup_steps, cfg.min_lr),
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total,
+    )
