@@ -42,8 +42,8 @@ def _potential(atoms_list, dtype: str, seed: int = 0):
     import jax
     import numpy as np
 
-    from tace_jax.models import Statistics, TACEConfig
     from tace_jax.inference import Potential
+    from tace_jax.models import Statistics, TACEConfig
 
     numbers = sorted({int(z) for a in atoms_list for z in a.numbers})
     cfg = TACEConfig(atomic_numbers=tuple(numbers))

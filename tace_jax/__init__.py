@@ -21,8 +21,8 @@ from .calculator import TACECalculator as TACECalculator
 from .data import Graph as Graph
 from .data import graph_from_atoms as graph_from_atoms
 from .data import read_structures as read_structures
-from .models import TACE as TACE
 from .inference import Potential as Potential
+from .models import TACE as TACE
 from .models import Statistics as Statistics
 from .models import TACEConfig as TACEConfig
 from .models import load_reference as load_reference

@@ -89,8 +89,7 @@ def load_potential(path, dtype=None):
     """
     import jax
 
-    # TODO(lead): move to tace_jax.inference (loading a file is the inference layer's job).
-    from tace_jax.models.potential import Potential
+    from tace_jax.inference import Potential
 
     path = pathlib.Path(path)
     if not path.exists():

@@ -85,7 +85,9 @@ class BatchAssembler:
         self.explicit_inputs = inputs is not None
         if inputs is None:
             inputs = ["level", "total_charge"]
-            inputs += [n for n in ("charges", "electric_field") if any(s.has(n) for s in structures)]
+            inputs += [
+                n for n in ("charges", "electric_field") if any(s.has(n) for s in structures)
+            ]
         check_input_names(inputs)
         self.input_names = tuple(inputs)
         self.input_limits = dict(input_limits or {})
@@ -156,7 +158,6 @@ class BatchAssembler:
         targets["weight"] = weight
         extras = self._inputs(ss, n_b, g_b)
         return targets, extras
-
 
     def _inputs(self, ss, n_b: int, g_b: int) -> dict[str, np.ndarray]:
         """Model inputs through the one assembler (:func:`~tace_jax.data.inputs.read_inputs`).

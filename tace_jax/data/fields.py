@@ -119,10 +119,7 @@ FIELDS: dict[str, FieldSpec] = {
     **INPUTS,
     **LABEL_FIELDS,
     **_BOOKKEEPING,
-    **{
-        f"has_{n}": FieldSpec(f"has_{n}", "graph", (), "bool")
-        for n in (*LABEL_FIELDS, *INPUTS)
-    },
+    **{f"has_{n}": FieldSpec(f"has_{n}", "graph", (), "bool") for n in (*LABEL_FIELDS, *INPUTS)},
 }
 
 NODE_FIELDS = frozenset(n for n, s in FIELDS.items() if s.per_node)

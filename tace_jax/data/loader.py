@@ -49,6 +49,9 @@ class GraphLoader:
         neighbor_cache: a :class:`NeighborCache` to reuse (e.g. with a disk directory).
         multiple: budgets are rounded up to this.
         transform: applied to every batch (in the prefetch thread), e.g. ``jax.device_put``.
+        inputs: model inputs for ``Graph.extras`` (``TACEConfig.input_names``; see
+            :class:`~tace_jax.data.batch.BatchAssembler`).
+        input_limits: exclusive upper bounds of integer inputs.
     """
 
     def __init__(
@@ -70,13 +73,22 @@ class GraphLoader:
         neighbor_cache: NeighborCache | None = None,
         multiple: int = 64,
         transform: Callable | None = None,
+        inputs: Sequence[str] | None = None,
+        input_limits: dict[str, int] | None = None,
     ):
         if int(batch_size) < 1:
             raise DataError(f"batch_size must be >= 1, got {batch_size}")
         if packing not in ("fixed", "greedy"):
             raise DataError(f"packing must be 'fixed' or 'greedy', got {packing!r}")
         self._asm = BatchAssembler(
-            structures, cutoff, atomic_numbers, dtype, properties, neighbor_cache
+            structures,
+            cutoff,
+            atomic_numbers,
+            dtype,
+            properties,
+            neighbor_cache,
+            inputs=inputs,
+            input_limits=input_limits,
         )
         self.batch_size = int(batch_size)
         self.shuffle, self.seed, self.drop_last = bool(shuffle), int(seed), bool(drop_last)

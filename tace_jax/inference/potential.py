@@ -21,10 +21,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from tace_jax.data.graph import Graph, single_atom_graph
+from tace_jax.models.config import TACEConfig
 from tace_jax.models.format import PotentialFormatError, model_input_names, read_model, write_model
 from tace_jax.models.reference import load_reference
 from tace_jax.models.statistics import Statistics
-from tace_jax.models.config import TACEConfig
 from tace_jax.models.tace import TACE
 from tace_jax.ops import cast_floats
 from tace_jax.properties import PROPERTY_NAMES

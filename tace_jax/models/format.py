@@ -90,7 +90,9 @@ def read_model(path) -> tuple[TACEConfig, Statistics, dict, str]:
     """
     path = os.fspath(path)
     if os.path.isdir(path):
-        raise PotentialFormatError(f"{path}: is a directory, not a model file{_directory_hint(path)}")
+        raise PotentialFormatError(
+            f"{path}: is a directory, not a model file{_directory_hint(path)}"
+        )
     with open(path, "rb") as f:
         data = f.read()
     try:

@@ -50,7 +50,8 @@ __all__ = [
 TORCH_HINT = "reading PyTorch checkpoints needs torch: pip install tace-jax[torch]"
 _P = "readout_fn."
 _PREFIXES = ("model.", "module.", "_orig_mod.")
-_PARAM_SUFFIXES = (".weight", ".weights", ".bias")
+# parameter names end in these (UEE: element_weights, channel_weights); buffers never do
+_PARAM_SUFFIXES = (".weight", ".weights", ".bias", ".element_weights", ".channel_weights")
 
 
 def _norm_name(name: str) -> str:
@@ -91,7 +92,8 @@ def split_state_dict(
     """Split a normalized state dict into ``(parameters, buffers)``.
 
     With ``param_names`` (from ``named_parameters()``) the split is exact; otherwise every
-    name ending in ``.weight``/``.weights``/``.bias`` is a parameter (true for ``TACEV1``).
+    name ending in one of ``_PARAM_SUFFIXES`` (``.weight``, ``.weights``, ``.bias`` and the
+    UEE ``.element_weights``/``.channel_weights``) is a parameter (true for ``TACEV1``).
     """
     if param_names is None:
         is_param = lambda k: k.endswith(_PARAM_SUFFIXES)

@@ -17,7 +17,9 @@ changes within the grid (NPT). Because ``k·a_a = 2π n_a``, ``|k| ≤ k_c`` imp
 
 The structure factor factorises over the three lattice directions,
 ``e^{ik·x} = Π_a e^{2πi n_a s_a}`` with fractional coordinates ``s = x L^{−1}``, so ``S`` is one
-complex matrix product of per-axis phases instead of ``N × K`` exponentials.
+complex matrix product of per-axis phases instead of ``N × K`` exponentials. In a batch the
+graphs enter through a one-hot ``[N, G]`` factor, so the cost is ``N·G·K`` multiply-adds
+(``K`` = :func:`num_kvectors`); memory is ``N·(N_1+1)(2N_2+1)`` complex numbers.
 """
 
 from __future__ import annotations

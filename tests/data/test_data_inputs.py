@@ -98,8 +98,11 @@ def test_structure_round_trip_and_batches(tmp_path):
     np.testing.assert_allclose(g.extras["initial_collinear_magmoms"][:6], [1, 0, -1] * 2)
     bare = Structure(numbers=[8, 1, 1], positions=atoms.positions, source=("w.xyz", 9))
     asm = BatchAssembler([s, bare], 3.0, [1, 8], dtype="float64", inputs=names)
-    with pytest.raises(DataError, match=r"w.xyz, frame 9: required input 'magnetic_field'|"
-                       r"w.xyz, frame 9: required input 'initial_collinear_magmoms'"):
+    with pytest.raises(
+        DataError,
+        match=r"w.xyz, frame 9: required input 'magnetic_field'|"
+        r"w.xyz, frame 9: required input 'initial_collinear_magmoms'",
+    ):
         asm.assemble([0, 1], budgets=(8, 16, 3))
 
 

@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from ase import units
+from ase import Atoms, units
 from ase.build import molecule
 
 from tace_jax.cli.md import MDRunConfig
@@ -17,6 +18,7 @@ from tace_jax.md import MDConfig, PotentialProtocol, Simulation, make_integrator
 from tace_jax.md._adapter import model_parts
 from tace_jax.testing import MorsePotential
 
+FIXTURES = pathlib.Path(__file__).parents[1] / "fixtures"
 FIELD = np.array([0.02, -0.01, 0.03])  # V/Å
 CHARGES = {1: 0.4, 6: 0.1, 8: -0.8}  # e per element
 
@@ -112,3 +114,28 @@ def test_one_md_config(charged):
     run = MDRunConfig(model="m.tace", structure="s.xyz", temperature=250.0)
     assert isinstance(run, MDConfig) and run.md_config().temperature == 250.0
     assert run.md_config().ensemble == "nvt"
+
+
+@pytest.mark.parametrize("system", ["hcooh", "si8"])
+def test_field_model_energy_function_matches_fixture(system):
+    """The real field-embedding model (fixture ``tace_field_dev``) through ``Potential.jax_md``
+    at the system's field: energy ≤ 1e-10 and forces ≤ 1e-9 from the reference."""
+    from tace_jax.inference import Potential
+
+    pot = Potential.from_reference(
+        FIXTURES / "tace_field_dev.npz", FIXTURES / "tace_field_dev.json", dtype="float64"
+    )
+    assert "electric_field" in pot.input_names
+    ref = np.load(FIXTURES / "tace_field_dev.npz")
+    get = lambda k: ref[f"{system}/{k}"]
+    atoms = Atoms(get("numbers"), positions=get("positions"), cell=get("cell"), pbc=get("pbc"))
+    field = get("electric_field")[0]
+    assert np.abs(field).max() > 0
+    energy_fn, neighbor_fn, _ = pot.jax_md(atoms, electric_field=field)
+    R = jnp.asarray(atoms.get_positions())
+    nbrs = neighbor_fn.allocate(R)
+    e, g = jax.jit(jax.value_and_grad(lambda x: energy_fn(x, neighbor=nbrs)))(R)
+    assert abs(float(e) - float(np.ravel(get("energy"))[0])) <= 1e-10
+    np.testing.assert_allclose(-np.asarray(g), get("forces"), rtol=0, atol=1e-9)
+    e0 = pot.jax_md(atoms)[0](R, neighbor=nbrs)  # at zero field (the default)
+    assert abs(float(e0) - float(e)) > 1e-8

@@ -112,3 +112,126 @@ def test_statistics():
     _, meta = load_fixture("default")
     ref = Statistics.from_reference(meta["statistics"], meta["atomic_numbers"])
     assert ref.scale[0] == (0.7, 1.3, 1.1, 0.9, 1.2) and ref.avg_num_neighbors == 32.0
+
+
+EMB_VARIANTS = ("field_dev", "field_gate_dev", "embed_dev", "multihead_dev")
+
+
+def _meta(variant):
+    import os
+
+    from tace_testutils import FIXTURES
+
+    with open(os.path.join(FIXTURES, f"tace_{variant}.json")) as f:
+        return json.load(f)
+
+
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        (dict(invariant_embeddings=("spin",)), "unknown input 'spin'"),
+        (dict(invariant_embeddings=("level",)), "num_embeddings"),
+        (dict(invariant_embeddings=({"name": "charges", "num_embeddings": 2},)), "only for"),
+        (dict(invariant_embeddings=({"name": "charges", "act": "relu"},)), "act"),
+        (dict(invariant_embeddings=("charges", "charges")), "duplicate"),
+        (dict(invariant_embeddings=({"name": "charges", "bogus": 1},)), "unknown options"),
+        (dict(invariant_embeddings="charges"), "sequence"),
+        (dict(equivariant_embeddings=("charges",)), "unknown input 'charges'"),
+        (dict(equivariant_embeddings=({"name": "electric_field", "gate": "relu"},)), "gate"),
+        (
+            dict(equivariant_embeddings=({"name": "electric_field", "normalizer": "nan"},)),
+            "finite",
+        ),
+        (
+            dict(equivariant_embeddings=("electric_field",), lmax_edge=0, lmax_node=0),
+            "lmax_edge",
+        ),
+        (dict(uie_readout=True), "needs at least one invariant"),
+        (dict(uie_readout=1, invariant_embeddings=("charges",)), "bool"),
+        (dict(charge_head="qeq"), "charge_head"),
+    ],
+)
+def test_embedding_validation(kw, match):
+    with pytest.raises(ValueError, match=match):
+        TACEConfig(atomic_numbers=(1, 8), **kw)
+
+
+def test_embedding_fields_roundtrip_and_input_names():
+    cfg = TACEConfig(
+        atomic_numbers=(1, 8),
+        targets=("energy", "direct_dipole", "direct_virials"),
+        invariant_embeddings={
+            "level": {"enable": True, "num_embeddings": 3},
+            "spin_on": {"enable": False, "num_embeddings": 2},
+            "total_charge": {"enable": True, "act": "silu"},
+        },
+        equivariant_embeddings=(("electric_field", {"gate": "tanh", "linear": True}),),
+        uie_readout=True,
+        charge_head="uniform_distribution",
+        num_levels=2,
+    )
+    assert [e.name for e in cfg.invariant_embeddings] == ["level", "total_charge"]
+    assert cfg.equivariant_embeddings[0].gate == "tanh" and cfg.equivariant_embeddings[0].linear
+    assert cfg.input_names == ("level", "total_charge", "electric_field", "charges")
+    assert cfg.input_limits == {"level": 2}
+    assert cfg.outputs == ("direct_dipole", "direct_virials", "direct_stress", "charges")
+    d = json.loads(json.dumps(cfg.to_dict()))
+    assert d["invariant_embeddings"][0] == {"name": "level", "num_embeddings": 3, "act": "silu"}
+    assert TACEConfig.from_dict(d) == cfg
+    hash(cfg)  # usable as a static jit argument / Flax attribute
+    assert TACEConfig(atomic_numbers=(1,)).input_names == ()
+    assert TACEConfig(atomic_numbers=(1,), charge_head="lagrangian").input_names == (
+        "total_charge",
+    )
+
+
+@pytest.mark.parametrize("variant", EMB_VARIANTS)
+def test_from_reference_embedding_fixtures(variant):
+    meta = _meta(variant)
+    cfg = config_from_reference(meta)
+    ue = meta["model_config"]["universal_embedding"]
+    enabled = [k for k, v in ue["invariant"].items() if v["enable"]]
+    assert [e.name for e in cfg.invariant_embeddings] == enabled
+    enabled = [k for k, v in ue["equivariant"].items() if v["enable"]]
+    assert [e.name for e in cfg.equivariant_embeddings] == enabled
+    assert cfg.uie_readout == meta["model_config"]["readout_emlp"]["enable_uie_readout"]
+    assert cfg.num_levels == meta["model_config"]["num_levels"]
+    assert cfg.charge_head is None
+    if variant == "field_gate_dev":
+        e = cfg.equivariant_embeddings[0]
+        assert (e.normalizer, e.gate, e.linear) == (0.5, "tanh", True)
+    if variant == "embed_dev":
+        assert cfg.input_limits == {"level": 2, "spin_multiplicity": 3}
+    if variant == "field_dev":
+        assert cfg.targets == (
+            "energy",
+            "direct_forces",
+            "direct_dipole",
+            "direct_polarizability",
+        )
+    charged = TACEConfig.from_reference(
+        meta["model_config"], meta["atomic_numbers"], ["energy", "charges"]
+    )
+    assert charged.charge_head == "lagrangian" and "total_charge" in charged.input_names
+
+
+def test_statistics_levels_and_shift():
+    meta = _meta("multihead_dev")
+    zs = meta["atomic_numbers"]
+    st = Statistics.from_reference(meta["statistics"], zs, "mean_delta_energy_per_atom")
+    assert st.num_levels == 3 and st.shift[1][0] == -0.15 and st.scale[2][0] == 1.2
+    assert Statistics.from_reference(meta["statistics"], zs).shift == ((0.0,) * 5,) * 3
+    back = Statistics.from_reference(st.to_reference(zs), zs, "mean_delta_energy_per_atom")
+    assert back == st
+    with pytest.raises(ValueError, match="shift_type"):
+        Statistics.from_reference(meta["statistics"], zs, "median")
+    with pytest.raises(ValueError, match="no entry for Z"):
+        Statistics.from_reference(meta["statistics"], [*zs, 92])
+    import numpy as np
+    from tace_testutils import FIXTURES
+
+    with np.load(f"{FIXTURES}/tace_multihead_dev.npz") as z:
+        buffers = {k[2:]: z[k] for k in z.files if k.startswith("b/")}
+    assert Statistics.from_buffers(buffers) == st
+    with pytest.raises(ValueError, match="missing"):
+        Statistics.from_buffers({})

@@ -16,9 +16,8 @@ import numpy as np
 import pytest
 
 from tace_jax.data import NeighborListError, UnknownElementError
-from tace_jax.inference import Potential
+from tace_jax.inference import Potential, PotentialFormatError, bucket
 from tace_jax.models import Statistics, TACEConfig
-from tace_jax.inference import PotentialFormatError, bucket
 from tace_jax.testing import assert_equivariant
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures")

@@ -189,3 +189,34 @@ def test_real_torch_checkpoints(tmp_path, monkeypatch):
     prefix = str(tmp_path / "cli" / "whole")
     assert main([paths["whole"], prefix, "--save", str(tmp_path / "whole.model")]) == 0
     assert Potential.load(str(tmp_path / "whole.model")).config == pot.config
+
+
+@pytest.mark.parametrize("variant", ["field_gate_dev", "embed_dev", "multihead_dev"])
+@pytest.mark.parametrize("layout", ["state", "bare"])
+def test_embedding_fixtures_convert(tmp_path, variant, layout):
+    """Converter output of the embedding/multi-head fixtures loads to the same model."""
+    import jax
+    from tace_testutils import FIXTURES
+
+    from tace_jax.models import load_reference
+
+    npz = os.path.join(FIXTURES, f"tace_{variant}.npz")
+    js = os.path.join(FIXTURES, f"tace_{variant}.json")
+    with np.load(npz) as f:
+        z = {k: f[k] for k in f.files}
+    with open(js) as f:
+        meta = json.load(f)
+    sd = {"model." + k[2:]: v for k, v in z.items() if k[:2] in ("w/", "b/")}
+    if layout == "state":
+        obj, config = {"state_dict": sd, "cfg": meta["model_config"]}, None
+        obj["target_property"] = meta["target_property"]
+    else:
+        obj, config = sd, js
+    w, b, out_meta = checkpoint_to_arrays(obj, config=config)
+    assert set(w) == {k[2:] for k in z if k.startswith("w/")}
+    out_npz, out_js = str(tmp_path / "m.npz"), str(tmp_path / "m.json")
+    write_reference(w, b, out_meta, out_npz, out_js)
+    cfg0, st0, v0 = load_reference(npz, js)
+    cfg1, st1, v1 = load_reference(out_npz, out_js)
+    assert cfg1 == cfg0 and st1 == st0
+    jax.tree.map(np.testing.assert_array_equal, v1, v0)
