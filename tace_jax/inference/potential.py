@@ -22,7 +22,7 @@ import numpy as np
 
 from tace_jax.data.graph import Graph, single_atom_graph
 from tace_jax.models.config import TACEConfig
-from tace_jax.models.format import PotentialFormatError, model_input_names, read_model, write_model
+from tace_jax.models.format import PotentialFormatError, read_model, write_model
 from tace_jax.models.reference import load_reference
 from tace_jax.models.statistics import Statistics
 from tace_jax.models.tace import TACE
@@ -45,13 +45,6 @@ def as_compute_dtype(dtype) -> np.dtype:
             "creating or loading the Potential"
         )
     return dt
-
-
-def _input_limits(config: TACEConfig) -> dict[str, int]:
-    limits = dict(getattr(config, "input_limits", {}) or {})
-    if config.num_levels > 1:
-        limits["level"] = min(limits.get("level", config.num_levels), config.num_levels)
-    return limits
 
 
 class Potential:
@@ -80,8 +73,8 @@ class Potential:
             config.cutoff,
             config.atomic_numbers,
             self.dtype,
-            input_names=model_input_names(config),
-            input_limits=_input_limits(config),
+            input_names=config.input_names,
+            input_limits=config.input_limits,
         )
 
     # ------------------------------------------------------------------ construction / IO
@@ -90,7 +83,7 @@ class Potential:
         """A randomly initialised model."""
         dt = as_compute_dtype(dtype)
         model = TACE(config, statistics, param_dtype=dt)
-        graph = single_atom_graph(config.atomic_numbers[0], inputs=model_input_names(config))
+        graph = single_atom_graph(config.atomic_numbers[0], inputs=config.input_names)
         variables = jax.jit(model.init)(key, graph)  # faster than eager
         return cls(config, statistics, variables, dtype=dt)
 
@@ -200,9 +193,9 @@ class Potential:
         return tuple(dict.fromkeys((*PROPERTY_NAMES, "scalar_descriptor", *heads)))
 
     def config_heads(self) -> tuple[str, ...]:
-        """Model outputs besides the energy (direct heads, predicted charges)."""
+        """The model's own outputs: ``energy``, direct heads and predicted ``charges``."""
         heads = list(self.config.targets)
-        if getattr(self.config, "charge_head", None):
+        if self.config.charge_head:
             heads.append("charges")
         return tuple(heads)
 
@@ -243,7 +236,8 @@ class Potential:
         atoms_list = [atoms_list] if single else list(atoms_list)
         if isinstance(properties, str):
             properties = (properties,)
-        properties = tuple(dict.fromkeys(("energy", *properties)))
+        always = [h for h in self.config_heads() if not h.startswith("direct_")]
+        properties = tuple(dict.fromkeys((*always, *properties)))
         allowed = self.available_properties()
         bad = [p for p in properties if p not in allowed]
         if bad:

@@ -20,6 +20,7 @@ from typing import Any
 from tace_jax.nn.charges import CHARGE_HEADS as _CHARGE_HEADS
 from tace_jax.nn.uee import UEE_GATES, UEE_PROPERTIES
 from tace_jax.nn.uie import FLOAT_UIE, INTEGER_UIE
+from tace_jax.ops import L1L2_OPTIONS
 
 __all__ = [
     "TACEConfig",
@@ -38,7 +39,6 @@ MODEL_HEADS = (
     "direct_polarizability",
     "direct_virials",
 )
-L1L2_OPTIONS = (None, "<=", "<", "==", ">=", ">", "!=")
 # ranks each head reads from the last layer (TACE_SPEC §2.7)
 DIRECT_HEAD_RANKS = {
     "energy": (0,),

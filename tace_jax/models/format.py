@@ -30,7 +30,6 @@ __all__ = [
     "write_model",
     "read_model",
     "check_variables",
-    "model_input_names",
 ]
 
 #: Version of the file written by :func:`write_model`.
@@ -123,16 +122,11 @@ def read_model(path) -> tuple[TACEConfig, Statistics, dict, str]:
     return config, statistics, variables, stored
 
 
-def model_input_names(config: TACEConfig) -> tuple[str, ...]:
-    """The inputs (``Graph.extras`` names) a model config reads."""
-    return tuple(getattr(config, "input_names", ()))
-
-
 def check_variables(variables, config: TACEConfig, statistics: Statistics, where: str) -> None:
     """Raise :class:`PotentialFormatError` unless ``variables`` have the shapes ``config``
     implies."""
     model = TACE(config, statistics)
-    graph = single_atom_graph(config.atomic_numbers[0], inputs=model_input_names(config))
+    graph = single_atom_graph(config.atomic_numbers[0], inputs=config.input_names)
     template = jax.eval_shape(functools.partial(model.init, jax.random.key(0)), graph)
     flat_t = {
         jax.tree_util.keystr(p): x.shape for p, x in jax.tree_util.tree_leaves_with_path(template)

@@ -99,6 +99,9 @@ def _check_buffers(buffers: Mapping[str, np.ndarray], cfg: TACEConfig) -> None:
         want = np.arange(1, cfg.num_radial_basis + 1) * np.pi / cfg.cutoff
         if not np.allclose(bw, want, rtol=1e-14, atol=0):
             raise ValueError("Bessel weights differ from nπ/r_c")
+    one_e = buffers.get(_P + "direct_polarizability_basis_change.one_e")
+    if one_e is not None and not np.allclose(one_e, np.eye(3) / np.sqrt(3.0), rtol=1e-14, atol=0):
+        raise ValueError("direct polarizability basis one_e differs from δ/√3")
 
 
 def load_reference(

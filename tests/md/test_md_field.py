@@ -63,8 +63,8 @@ def test_field_is_differentiable_input(charged):
 
 
 def test_constant_field_md_drifts_a_charged_molecule(charged):
-    """NVE under a constant field: the total momentum of a charged molecule grows as Q·ℰ·t
-    (internal forces cancel), and the field changes the trajectory."""
+    """NVE under a constant field: the total momentum of a charged molecule, at rest at
+    first, grows as Q·ℰ·t (the internal forces cancel)."""
     atoms = molecule("CO")
     q_total = CHARGES[6] + CHARGES[8]
     kw = dict(ensemble="nve", timestep=0.5, init_temperature=0.0, log_interval=20)
@@ -72,10 +72,8 @@ def test_constant_field_md_drifts_a_charged_molecule(charged):
     sim.run(40, progress=False)
     p = np.asarray(sim.state.momentum).sum(axis=0)
     np.testing.assert_allclose(p, q_total * FIELD * 40 * 0.5 * units.fs, rtol=1e-9, atol=1e-12)
-    free = Simulation(charged, atoms, **kw)
-    free.run(40, progress=False)
-    assert np.abs(np.asarray(free.state.momentum).sum(axis=0)).max() < 1e-12
-    assert np.abs(sim.get_atoms().positions - free.get_atoms().positions).max() > 1e-6
+    moved = sim.get_atoms().get_center_of_mass() - atoms.get_center_of_mass()
+    assert np.dot(moved, FIELD) > 0  # a net positive charge moves along the field
 
 
 def test_inputs_errors_and_warnings(charged):
@@ -131,11 +129,12 @@ def test_field_model_energy_function_matches_fixture(system):
     atoms = Atoms(get("numbers"), positions=get("positions"), cell=get("cell"), pbc=get("pbc"))
     field = get("electric_field")[0]
     assert np.abs(field).max() > 0
-    energy_fn, neighbor_fn, _ = pot.jax_md(atoms, electric_field=field)
+    inputs = {"electric_field": field, "charges": get("charges")}  # charges: direct dipole
+    energy_fn, neighbor_fn, _ = pot.jax_md(atoms, **inputs)
     R = jnp.asarray(atoms.get_positions())
     nbrs = neighbor_fn.allocate(R)
     e, g = jax.jit(jax.value_and_grad(lambda x: energy_fn(x, neighbor=nbrs)))(R)
     assert abs(float(e) - float(np.ravel(get("energy"))[0])) <= 1e-10
     np.testing.assert_allclose(-np.asarray(g), get("forces"), rtol=0, atol=1e-9)
-    e0 = pot.jax_md(atoms)[0](R, neighbor=nbrs)  # at zero field (the default)
+    e0 = pot.jax_md(atoms, charges=get("charges"))[0](R, neighbor=nbrs)  # zero field (default)
     assert abs(float(e0) - float(e)) > 1e-8
