@@ -39,7 +39,7 @@ MOLECULES = (
 )
 
 #: Model presets (TACEConfig fields); "paper" is the 2-layer ν = 3 configuration of the paper
-#: (v0.0.7 hyperparameters, TACE_SPEC §5.1 / §7.1 item 17).
+#: (v0.0.7 hyperparameters, docs/theory.md §5.1 / §7.1).
 SIZES = {
     "tiny": {
         "num_layers": 2,
@@ -79,7 +79,7 @@ SIZES = {
     },
 }
 
-#: Published MACE rMD17 results (E meV, F meV/Å), TACE_SPEC §6.3, for orientation.
+#: Published MACE rMD17 results (E meV, F meV/Å), docs/theory.md §6.3, for orientation.
 MACE = {
     "aspirin": (2.2, 6.6),
     "azobenzene": (1.2, 3.0),

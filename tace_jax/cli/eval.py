@@ -159,7 +159,14 @@ def main(argv=None) -> int:
             stress_key=args.stress_key,
             atomic_numbers=pot.config.atomic_numbers,
         )
-    except (DataError, ValueError, FileNotFoundError) as e:
+        if not any(s.energy is not None or s.forces is not None for s in structures):
+            raise DataError(
+                f"{args.data}: no frame has labels {args.energy_key!r} or {args.forces_key!r} "
+                "(set --energy-key / --forces-key)"
+            )
+        t0 = time.time()
+        metrics, arrays = evaluate_structures(pot, structures, args.batch_size)
+    except (DataError, ValueError, OSError) as e:  # OSError: missing/unreadable paths
         print(f"tace-jax eval: error: {e}", file=sys.stderr)
         return 2
     except RuntimeError as e:  # float64 (--dtype or the model's) while 64-bit JAX is off
@@ -167,8 +174,6 @@ def main(argv=None) -> int:
             raise
         print(f"tace-jax eval: error: {e}\n{X64_HINT.format(cmd='eval')}", file=sys.stderr)
         return 2
-    t0 = time.time()
-    metrics, arrays = evaluate_structures(pot, structures, args.batch_size)
     print(f"{args.model} on {args.data}: {len(structures)} structures ({time.time() - t0:.1f} s)")
     print_metrics(metrics)
     if args.json:

@@ -94,7 +94,15 @@ def main(argv=None) -> int:
             )
             return 2
         raise
-    rc = module.main(rest)
+    from tace_jax.data.errors import DataError
+    from tace_jax.models.format import PotentialFormatError
+    from tace_jax.train.config import ConfigError
+
+    try:
+        rc = module.main(rest)
+    except (DataError, ConfigError, PotentialFormatError) as e:  # bad input: no traceback
+        print(f"tace-jax {cmd}: error: {e}", file=sys.stderr)
+        return 2
     return int(rc or 0)
 
 

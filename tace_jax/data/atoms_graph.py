@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .errors import DataError
-from .graph import Graph, budgets_for, pad_graph
+from .graph import Graph, budgets_for, pad_graph, wrap_graph_positions
 from .neighbors import neighbor_list
 
 __all__ = ["atoms_to_graph_dict", "collate", "graph_from_atoms", "UnknownElementError"]
@@ -39,7 +39,11 @@ def atoms_to_graph_dict(
     where: str = "structure",
     neighbors: tuple | None = None,
 ) -> dict[str, np.ndarray]:
-    """One unpadded graph (numpy) from an ``ase.Atoms``; ``neighbors`` may pass a cached list."""
+    """One unpadded graph (numpy) from an ``ase.Atoms``; ``neighbors`` may pass a cached list.
+
+    Positions are wrapped into the cell in float64 (periodic directions; edge shifts adjusted,
+    atom order kept), so a later cast to float32 loses no accuracy on far-away images.
+    """
     pos = np.asarray(atoms.get_positions(), dtype=np.float64)
     cell = np.asarray(atoms.get_cell().array, dtype=np.float64)
     pbc = np.asarray(atoms.get_pbc(), dtype=bool)
@@ -48,6 +52,7 @@ def atoms_to_graph_dict(
     if neighbors is None:
         neighbors = neighbor_list(pos, cell, pbc, cutoff, where=where)
     s, r, sh = neighbors
+    pos, sh = wrap_graph_positions(pos, cell, pbc, s, r, sh)
     if not pbc.any():
         cell = np.zeros((3, 3))
     return {

@@ -21,7 +21,7 @@ import numpy as np
 from .atoms_graph import species_index
 from .errors import DataError
 from .fields import INPUTS, LABEL_FIELDS
-from .graph import Graph, budgets_for, pad_graph
+from .graph import Graph, budgets_for, pad_graph, wrap_graph_positions
 from .inputs import check_input_names, collate_inputs, read_inputs
 from .neighbor_cache import NeighborCache
 from .structure import Structure
@@ -118,14 +118,18 @@ class BatchAssembler:
         offsets = np.concatenate([[0], np.cumsum(n)])
         if budgets is None:
             budgets = budgets_for(int(n.sum()), int(self.n_edges[idx].sum()), len(idx), multiple)
+        wrapped = [  # float64 wrap before the cast to self.dtype (shifts adjusted)
+            wrap_graph_positions(s.positions, s.cell, s.pbc, *self.edges[i])
+            for s, i in zip(ss, idx)
+        ]
         base = {
-            "positions": np.concatenate([s.positions for s in ss]),
+            "positions": np.concatenate([w[0] for w in wrapped]),
             "species": np.concatenate([self.species[i] for i in idx]),
             "numbers": np.concatenate([s.numbers for s in ss]),
             "node_graph": np.repeat(np.arange(len(idx)), n),
             "senders": np.concatenate([self.edges[i][0] + o for i, o in zip(idx, offsets)]),
             "receivers": np.concatenate([self.edges[i][1] + o for i, o in zip(idx, offsets)]),
-            "shifts": np.concatenate([self.edges[i][2] for i in idx]).reshape(-1, 3),
+            "shifts": np.concatenate([w[1] for w in wrapped]).reshape(-1, 3),
             "cell": np.stack([s.cell if s.pbc.any() else np.zeros((3, 3)) for s in ss]),
             "pbc": np.stack([s.pbc for s in ss]),
         }

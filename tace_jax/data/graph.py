@@ -102,6 +102,39 @@ def edge_vectors(positions, cell, graph: Graph):
     return positions[graph.receivers] - positions[graph.senders] + shift_vec
 
 
+def wrap_positions(positions, cell, pbc) -> tuple[np.ndarray, np.ndarray]:
+    """Positions wrapped into the cell along the periodic directions, in float64.
+
+    Returns ``(x_w, n)`` with integer lattice vectors ``n [N, 3]`` such that
+    ``x_w = x − n · cell`` has fractional coordinates in ``[0, 1)`` along periodic axes; atoms
+    already inside (``n = 0``) are returned bit for bit. Wrapping before the cast to the
+    compute dtype keeps float32 edge vectors accurate for atoms far outside the cell.
+    """
+    pos = np.asarray(positions, dtype=np.float64)
+    pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,))
+    n = np.zeros(pos.shape, np.int64)
+    if len(pos) == 0 or not pbc.any():
+        return pos, n
+    cell = np.asarray(cell, dtype=np.float64).reshape(3, 3)
+    if abs(np.linalg.det(cell)) < 1e-12:
+        return pos, n
+    frac = np.linalg.solve(cell.T, pos.T).T
+    n = np.where(pbc, np.floor(frac), 0.0).astype(np.int64)
+    if not n.any():
+        return pos, n
+    return pos - n @ cell, n
+
+
+def wrap_graph_positions(positions, cell, pbc, senders, receivers, shifts):
+    """``(x_w, shifts')``: :func:`wrap_positions` with the edge shifts adjusted so that every
+    edge vector ``x[r] − x[s] + shift · cell`` is unchanged (``shift' = shift + n_r − n_s``)."""
+    pos, n = wrap_positions(positions, cell, pbc)
+    shifts = np.asarray(shifts).reshape(-1, 3)
+    if n.any():
+        shifts = shifts.astype(np.int64) + n[np.asarray(receivers)] - n[np.asarray(senders)]
+    return pos, shifts
+
+
 def round_up(n: int, multiple: int) -> int:
     """Smallest multiple of ``multiple`` that is ``≥ n`` (and ``≥ multiple``)."""
     return max(multiple, -(-int(n) // multiple) * multiple)

@@ -3,8 +3,8 @@
 Edges are directed and full (both directions present), self pairs with zero shift removed.
 For a pair returned by vesin as ``(i, j, S)`` with ``D = x_j − x_i + S·L`` we store
 ``sender = i``, ``receiver = j``, ``shift = S`` so that ``r_e = x[receiver] − x[sender] + S·L = D``
-(TACE_SPEC §2.1). Cells smaller than twice the cutoff, triclinic cells and mixed periodicity are
-handled by vesin.
+(docs/theory.md §2.1). Cells smaller than twice the cutoff, triclinic cells and mixed
+periodicity are handled by vesin.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -215,19 +216,103 @@ def _read_ase(path: str, fmt: str, index) -> list:
     return _iread(path, path, fmt, index)
 
 
+def _xyz_columns(comment: str) -> int | None:
+    """Columns per atom line from an extxyz ``Properties=`` spec (None: plain xyz)."""
+    m = re.search(r"Properties=[\"']?([^\s\"']+)", comment)
+    if m is None:
+        return None
+    parts = m.group(1).split(":")
+    try:
+        return sum(int(c) for c in parts[2::3])
+    except ValueError:
+        return None
+
+
+def scan_xyz(path: str, name: str | None = None) -> list[int]:
+    """Check the frame layout of an (ext)xyz file before parsing it.
+
+    Every frame is an atom-count line, a comment line and that many atom lines with the
+    columns its ``Properties=`` spec names (at least 4 in plain xyz).
+
+    Returns:
+        The 1-based line number of each frame's atom-count line.
+
+    Raises:
+        DataError: ``"<file>, frame k: malformed file, line L: ..."`` for a bad atom-count
+            line, a wrong number of columns or a truncated frame.
+    """
+    name = name or path
+    starts: list[int] = []
+    with open(path, errors="replace") as f:
+        lines = f.read().splitlines()
+    i, total = 0, len(lines)
+
+    def fail(k: int, line: int, msg: str) -> DataError:
+        return DataError(f"{name}, frame {k}: malformed file, line {line}: {msg}")
+
+    while i < total:
+        if not lines[i].strip():
+            if any(x.strip() for x in lines[i:]):
+                raise fail(len(starts), i + 1, "blank line where an atom-count line is expected")
+            break
+        k, head = len(starts), lines[i].split()
+        if len(head) != 1 or not head[0].isdigit():
+            hint = ""
+            if starts:
+                n_prev = int(lines[starts[-1] - 1].split()[0])
+                hint = (
+                    f"; frame {k - 1}'s atom-count line {starts[-1]} says {n_prev} atoms — too few?"
+                )
+            raise fail(
+                k, i + 1, f"expected an atom-count line, got {lines[i].strip()[:60]!r}{hint}"
+            )
+        n = int(head[0])
+        starts.append(i + 1)
+        if i + 1 >= total:
+            raise fail(k, i + 2, "file ends before the comment line (truncated?)")
+        cols = _xyz_columns(lines[i + 1])
+        for a in range(n):
+            j = i + 2 + a
+            if j >= total:
+                raise fail(
+                    k,
+                    j + 1,
+                    f"atom-count line {i + 1} says {n} atoms but the file ends after "
+                    f"{a} atom lines (truncated?)",
+                )
+            tok = lines[j].split()
+            if len(tok) == 1 and tok[0].isdigit():
+                raise fail(
+                    k,
+                    j + 1,
+                    f"atom-count line {i + 1} says {n} atoms but line {j + 1} looks "
+                    f"like the next frame's atom-count line (only {a} atom lines) — too many?",
+                )
+            if (cols is not None and len(tok) != cols) or len(tok) < 4:
+                want = cols if cols is not None else "at least 4"
+                raise fail(k, j + 1, f"atom {a} has {len(tok)} columns, expected {want}")
+        i += n + 2
+    return starts
+
+
 def _iread(local: str, path: str, fmt: str, index) -> list:
     import ase.io
 
     frames = []
     ase_format = None if fmt == "ase" else fmt
+    starts: list[int] = []
+    if fmt in ("xyz", "extxyz") or (fmt == "ase" and local.lower().endswith((".xyz", ".extxyz"))):
+        starts = scan_xyz(local, path)
     try:
         for atoms in ase.io.iread(local, index=index, format=ase_format):
             frames.append(atoms)
     except Exception as exc:  # ase raises many types for malformed input
         if "Empty file" in str(exc) or os.path.getsize(local) == 0:
             raise DataError(f"{path}: empty file (no frames)") from exc
+        k = len(frames)
+        line = f" (atom-count line {starts[k]})" if k < len(starts) else ""
         raise DataError(
-            f"{path}, frame {len(frames)}: malformed file, could not parse "
+            f"{path}, frame {k}: malformed file{line}, could not parse "
             f"({type(exc).__name__}: {exc})"
         ) from exc
     return frames

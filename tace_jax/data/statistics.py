@@ -17,6 +17,7 @@ the model's ``Statistics``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -25,7 +26,14 @@ from .errors import DataError
 from .neighbor_cache import NeighborCache
 from .structure import Structure
 
-__all__ = ["compute_statistics", "fit_atomic_energies", "count_elements"]
+__all__ = [
+    "compute_statistics",
+    "count_elements",
+    "e0_span",
+    "fit_atomic_energies",
+    "isolated_atom_energies",
+    "read_e0s_file",
+]
 
 
 def count_elements(structures: Sequence[Structure], atomic_numbers: Sequence[int]) -> np.ndarray:
@@ -43,17 +51,94 @@ def count_elements(structures: Sequence[Structure], atomic_numbers: Sequence[int
     return counts
 
 
-def fit_atomic_energies(counts: np.ndarray, energies: np.ndarray) -> np.ndarray:
+def fit_atomic_energies(
+    counts: np.ndarray, energies: np.ndarray, fixed: Mapping[int, float] | None = None
+) -> np.ndarray:
     """Least-squares E0 per element (``counts @ E0 ≈ energies``); absent elements get 0.
 
-    Uses the minimum-norm solution when the composition matrix is rank deficient (e.g. a single
-    molecule), as ``numpy.linalg.lstsq`` does.
+    ``fixed`` maps column indices to known E0s (isolated atoms); the other columns are fitted
+    to the remaining energy. Uses the minimum-norm solution when the composition matrix is rank
+    deficient (e.g. a single molecule), as ``numpy.linalg.lstsq`` does; :func:`e0_span` tells
+    which compositions are determined.
     """
-    present = counts.sum(axis=0) > 0
+    fixed = dict(fixed or {})
     e0 = np.zeros(counts.shape[1])
-    if len(energies) and present.any():
-        e0[present] = np.linalg.lstsq(counts[:, present], energies, rcond=None)[0]
+    for j, v in fixed.items():
+        e0[j] = v
+    free = (counts.sum(axis=0) > 0) & ~np.isin(np.arange(counts.shape[1]), list(fixed))
+    if len(energies) and free.any():
+        rest = energies - counts @ e0
+        e0[free] = np.linalg.lstsq(counts[:, free], rest, rcond=None)[0]
     return e0
+
+
+def e0_span(counts: np.ndarray, fixed=()) -> tuple[np.ndarray | None, list[int]]:
+    """The compositions whose E0 sum a fit determines.
+
+    Args:
+        counts: ``[S, Z]`` composition matrix of the frames with an energy.
+        fixed: column indices whose E0 is known (isolated atoms).
+
+    Returns:
+        ``(basis, undetermined)``: an orthonormal basis ``[r, Z]`` of the row space of
+        ``counts`` plus the unit vectors of ``fixed`` (``None`` when it is everything), and the
+        column indices whose own E0 is not determined (their unit vector is outside the span).
+    """
+    z = counts.shape[1]
+    rows = np.concatenate([counts, np.eye(z)[list(fixed)]]) if len(fixed) else counts
+    if rows.size == 0:
+        return np.zeros((0, z)), list(range(z))
+    _, sv, vt = np.linalg.svd(rows, full_matrices=True)
+    rank = int(np.sum(sv > 1e-8 * max(1.0, float(sv.max(initial=0.0)))))
+    if rank == z:
+        return None, []
+    basis = vt[:rank]
+    resid = np.eye(z) - basis.T @ basis  # column j: e_j minus its projection
+    undetermined = [j for j in range(z) if np.linalg.norm(resid[:, j]) > 1e-6]
+    return basis, undetermined
+
+
+def isolated_atom_energies(
+    structures: Sequence[Structure], where: str = "data"
+) -> dict[int, float]:
+    """``{Z: E}`` of the non-periodic single-atom frames with an energy (isolated atoms).
+
+    Raises:
+        DataError: two isolated-atom frames of one element with different energies.
+    """
+    out: dict[int, tuple[float, str]] = {}
+    for s in structures:
+        if s.n_atoms != 1 or s.pbc.any() or s.energy is None:
+            continue
+        z, e = int(s.numbers[0]), float(s.energy)
+        if z in out and abs(out[z][0] - e) > 1e-8:
+            raise DataError(
+                f"{where}: isolated-atom energies of element {z} differ: {out[z][0]} eV "
+                f"({out[z][1]}) and {e} eV ({s.where})"
+            )
+        out[z] = (e, s.where)
+    return {z: v[0] for z, v in out.items()}
+
+
+def read_e0s_file(path, energy_key: str = "energy", units: Mapping | None = None) -> dict:
+    """``{Z: E0}`` from a file of isolated atoms (one atom per frame, e.g. an extxyz).
+
+    Raises:
+        DataError: naming the file and frame of a frame with more than one atom or no energy.
+    """
+    from .readers import read_structures
+
+    structures = read_structures(path, energy_key=energy_key, units=units)
+    if energy_key != "energy" and any(s.energy is None for s in structures):
+        structures = read_structures(path, units=units)
+    for s in structures:
+        if s.n_atoms != 1:
+            raise DataError(
+                f"{s.where}: e0s file frame has {s.n_atoms} atoms; expected one isolated atom"
+            )
+        if s.energy is None:
+            raise DataError(f"{s.where}: e0s file frame has no field {energy_key!r}")
+    return isolated_atom_energies(structures, where=str(path))
 
 
 def _given_e0(value: Mapping, level: int, atomic_numbers, counts) -> np.ndarray:
@@ -129,16 +214,28 @@ def compute_statistics(
             "num_structures",
         )
     }
+    out["e0_span"], out["e0_undetermined"], out["e0_isolated"], notes = [], [], [], []
     for m in range(m_count):
         sel = np.where(levels == m)[0]
         with_e = [i for i in sel if structures[i].energy is not None]
         energies = np.array([structures[i].energy for i in with_e])
+        span, bad, iso = None, [], {}
         if isinstance(atomic_energies, str):
             if atomic_energies != "least_squares":
                 raise DataError(f"atomic_energies: unknown option {atomic_energies!r}")
-            e0 = fit_atomic_energies(counts[with_e], energies)
+            iso = isolated_atom_energies([structures[i] for i in with_e])
+            fixed = {z_index[z]: e for z, e in iso.items() if z in z_index}
+            e0 = fit_atomic_energies(counts[with_e], energies, fixed)
+            span, bad = e0_span(counts[with_e], sorted(fixed))
         else:
             e0 = _given_e0(atomic_energies, m, atomic_numbers, counts[sel])
+        present = counts[sel].sum(axis=0) > 0
+        bad_z = [atomic_numbers[j] for j in bad if present[j]]
+        if bad_z:
+            notes.append(_underdetermined_note(bad_z, m, len(with_e)))
+        out["e0_span"].append(None if span is None else span.tolist())
+        out["e0_undetermined"].append(bad_z)
+        out["e0_isolated"].append({str(z): e for z, e in sorted(iso.items())})
         n_atoms = counts[with_e].sum(axis=1)
         delta = (energies - counts[with_e] @ e0) / np.maximum(n_atoms, 1)
         mean_delta = float(delta.mean()) if len(delta) else 0.0
@@ -164,7 +261,23 @@ def compute_statistics(
     out["num_atoms"] = int(counts.sum())
     out["scale_type"] = scale_type
     out["shift_type"] = shift_type
+    out["warnings"] = notes
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
     return out
+
+
+def _underdetermined_note(zs: list[int], level: int, n_frames: int) -> str:
+    from ase.data import chemical_symbols
+
+    names = ", ".join(f"{chemical_symbols[z]} (Z={z})" for z in zs)
+    return (
+        f"e0s least_squares (level {level}): the composition matrix of the {n_frames} "
+        f"training energies is rank deficient; the reference energy E0 of {names} is not "
+        "determined (only sums over the training compositions are). Predicted absolute "
+        "energies of other compositions are meaningless: give isolated-atom energies (an "
+        "'e0s' file or mapping, or single-atom frames in the data)"
+    )
 
 
 def _scale(scale_type, rms: float, rms_el: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ I/O to :mod:`tace_jax.models.format`, batching, bucketing, compilation and outpu
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 
 import jax
@@ -242,6 +243,13 @@ class Potential:
         bad = [p for p in properties if p not in allowed]
         if bad:
             raise ValueError(f"unknown properties {bad}; available: {sorted(allowed)}")
+        if self.statistics.e0_span is not None and not getattr(self, "_e0_warned", False):
+            levels = [inputs.get("level", a.info.get("level", 0)) for a in atoms_list]
+            numbers = [a.get_atomic_numbers() for a in atoms_list]
+            note = self.statistics.e0_span_warning(numbers, self.atomic_numbers, levels)
+            if note is not None:
+                self._e0_warned = True  # once per Potential
+                warnings.warn(note, stacklevel=2)
         results = self.predictor.predict(self.variables, atoms_list, properties, batch_size, inputs)
         return results[0] if single else results
 

@@ -61,6 +61,13 @@ class MDConfig:
         log_interval: steps between observations.
         traj_interval: steps between trajectory frames (``None``: ``log_interval``).
         max_chunk: the most steps run in one compiled chunk.
+
+    Example:
+        >>> cfg = MDConfig(ensemble="nvt", temperature=250.0)
+        >>> cfg.canonical_ensemble
+        'nvt_nose_hoover'
+        >>> md_config(cfg, tau_t=20.0).tau_t
+        20.0
     """
 
     ensemble: str = "nve"

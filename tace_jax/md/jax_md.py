@@ -59,7 +59,8 @@ class MDSystem:
         inputs: the fixed model inputs (``{name: array}``, unpadded; empty for a
             geometry-only model).
 
-    Unpacking gives jax-md's triple: ``energy_fn, neighbor_fn, shift_fn = system``.
+    It behaves as jax-md's triple ``(energy_fn, neighbor_fn, shift_fn)`` when unpacked or
+    indexed: ``energy_fn, neighbor_fn, shift_fn = system``.
     """
 
     energy_fn: Any
@@ -74,8 +75,17 @@ class MDSystem:
     energy_fn_for: Any = None
     inputs: dict = dataclasses.field(default_factory=dict)
 
+    def _triple(self) -> tuple:
+        return (self.energy_fn, self.neighbor_fn, self.shift_fn)
+
     def __iter__(self):
-        return iter((self.energy_fn, self.neighbor_fn, self.shift_fn))
+        return iter(self._triple())
+
+    def __len__(self) -> int:
+        return 3
+
+    def __getitem__(self, index):
+        return self._triple()[index]
 
     @property
     def box(self):

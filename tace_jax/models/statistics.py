@@ -37,14 +37,25 @@ class Statistics:
         scale: ``σ[m][z]`` (multiplies the learned energy and ZBL).
         shift: ``μ[m][z]``.
         avg_num_neighbors: ``n̄`` (> 0).
+        e0_span: per level, an orthonormal basis ``[r, Z]`` of the compositions (element
+            counts) whose E0 sum the training energies determine (the row space of the
+            least-squares composition matrix), or ``None`` per level / overall when every
+            composition is determined (given E0s, full-rank fit, files without the field).
     """
 
     atomic_energies: tuple[tuple[float, ...], ...]
     scale: tuple[tuple[float, ...], ...]
     shift: tuple[tuple[float, ...], ...]
     avg_num_neighbors: float = 1.0
+    e0_span: tuple | None = None
 
     def __post_init__(self):
+        if self.e0_span is not None:
+            span = tuple(
+                None if b is None else tuple(tuple(float(v) for v in row) for row in b)
+                for b in self.e0_span
+            )
+            object.__setattr__(self, "e0_span", None if all(b is None for b in span) else span)
         for name in ("atomic_energies", "scale", "shift"):
             object.__setattr__(self, name, _table(getattr(self, name), name))
         object.__setattr__(self, "avg_num_neighbors", float(self.avg_num_neighbors))
@@ -88,12 +99,63 @@ class Statistics:
             "scale": [list(r) for r in self.scale],
             "shift": [list(r) for r in self.shift],
             "avg_num_neighbors": self.avg_num_neighbors,
+            **({} if self.e0_span is None else {"e0_span": self.e0_span_lists()}),
         }
+
+    def e0_span_lists(self) -> list | None:
+        """``e0_span`` as nested lists (json-able)."""
+        if self.e0_span is None:
+            return None
+        return [None if b is None else [list(r) for r in b] for b in self.e0_span]
+
+    def e0_span_warning(
+        self, numbers_list: Sequence, atomic_numbers: Sequence[int], levels: Sequence[int] = ()
+    ) -> str | None:
+        """A warning text when a composition lies outside the span of the fitted E0s.
+
+        Args:
+            numbers_list: per structure, its atomic numbers.
+            atomic_numbers: the model's sorted elements (columns of the tables).
+            levels: per structure, its fidelity level (default 0).
+        """
+        if self.e0_span is None:
+            return None
+        col = {int(z): j for j, z in enumerate(atomic_numbers)}
+        for k, numbers in enumerate(numbers_list):
+            try:
+                m = int(np.asarray(levels[k]).item()) if k < len(levels) else 0
+            except (TypeError, ValueError):  # a named level: the predictor checks it
+                m = 0
+            basis = self.e0_span[m] if 0 <= m < len(self.e0_span) else None
+            if basis is None:
+                continue
+            c = np.zeros(len(col))
+            for z in np.asarray(numbers).tolist():
+                if int(z) in col:
+                    c[col[int(z)]] += 1
+            b = np.asarray(basis, np.float64).reshape(-1, len(col))
+            resid = c - b.T @ (b @ c)
+            if np.linalg.norm(resid) > 1e-6 * max(1.0, float(np.linalg.norm(c))):
+                from ase.data import chemical_symbols
+
+                formula = "".join(
+                    f"{chemical_symbols[int(z)]}{int(n) if n != 1 else ''}"
+                    for z, n in zip(atomic_numbers, c)
+                    if n
+                )
+                return (
+                    f"structure {k} ({formula}): its composition is not a combination of the "
+                    f"training compositions (level {m}), for which alone the least-squares "
+                    "reference energies E0 are determined; its absolute energy is not "
+                    "meaningful (train with isolated-atom energies: config key 'e0s' as a file "
+                    "or mapping, or single-atom frames in the data)"
+                )
+        return None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Statistics:
         """Inverse of :meth:`to_dict`."""
-        keys = {"atomic_energies", "scale", "shift", "avg_num_neighbors"}
+        keys = {"atomic_energies", "scale", "shift", "avg_num_neighbors", "e0_span"}
         unknown = sorted(set(d) - keys)
         if unknown:
             raise ValueError(f"Statistics.from_dict: unknown keys {unknown}")

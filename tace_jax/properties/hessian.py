@@ -4,7 +4,7 @@ Row ``(i, a)`` of the Hessian is the JVP of the energy gradient ``∂E/∂x`` al
 ``e_{ia}``. :func:`hessian` maps those JVPs over all rows with ``lax.map(..., batch_size=chunk)``
 (a ``vmap`` over ``chunk`` rows at a time), which bounds memory by ``chunk`` forward/backward
 passes. :func:`hessian_rows` evaluates a few random rows per graph for HORM-style training
-losses (TACE_SPEC §3, ``num_samples = 2`` rows per graph by default).
+losses (docs/theory.md §3, ``num_samples = 2`` rows per graph by default).
 
 Different graphs of a batch do not interact, so the batch Hessian is block diagonal.
 """

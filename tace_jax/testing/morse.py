@@ -6,7 +6,8 @@ the TACE model and satisfying :class:`~tace_jax.md.protocol.PotentialProtocol`. 
 dynamics, calculator and vibration code independently of the network. With ``charges`` it also
 reads one model input, ``graph.extras["electric_field"]`` (``[G, 3]``, V/Å), and adds the
 energy of fixed point charges in that field, ``−Σ_i q_i ℰ·x_i`` (eV), so the force on atom
-``i`` gains ``q_i ℰ``.
+``i`` gains ``q_i ℰ``. That term uses absolute positions: meant for molecules (in a periodic
+cell it jumps when an atom is wrapped).
 """
 
 from __future__ import annotations

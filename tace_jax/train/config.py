@@ -23,6 +23,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from tace_jax.data.structure import LABELS
 from tace_jax.models import TACEConfig
 
 __all__ = [
@@ -73,12 +74,19 @@ class TrainConfig:
     stress_key: str | None = _f("stress", "Name of the stress label (eV/Å³, ASE sign).")
     virials_key: str | None = _f("virials", "Name of the virials label (eV), if any.")
     data_options: dict = _f({}, "Extra keyword arguments for the dataset reader (e.g. units).")
+    require_labels: list = _f(
+        [],
+        "Labels every train/valid frame must have (e.g. [energy, forces]); a frame without "
+        "one is an error. Otherwise such frames are counted in the log and masked out of "
+        "that loss term.",
+    )
     # --- model and statistics ----------------------------------------------------------------
     model: dict = _f({}, "TACEConfig fields (cutoff, num_layers, num_channel, ...).")
     e0s: Any = _f(
         "least_squares",
-        "Atomic reference energies E0: 'least_squares' (fit to the "
-        "training energies) or a mapping {Z: energy in eV}.",
+        "Atomic reference energies E0: 'least_squares' (fit to the training energies; "
+        "non-periodic single-atom frames fix their element's E0), a mapping {Z: energy in "
+        "eV}, or the path of a file of isolated atoms (one atom and its energy per frame).",
     )
     scale_type: str | float | None = _f(
         "rms_forces", "Scale σ: rms_forces, rms_forces_by_element, a number, or null (σ = 1)."
@@ -199,9 +207,17 @@ def _validate(cfg: TrainConfig) -> None:
             if xlo is not None and value <= xlo:
                 raise ConfigError(f"config key {f.name!r}: {value!r} must be > {xlo}")
     if isinstance(cfg.e0s, str) and cfg.e0s != "least_squares":
-        raise ConfigError(
-            f"config key 'e0s': {cfg.e0s!r} is not 'least_squares' or a mapping {{Z: energy}}"
-        )
+        e0s = cfg.e0s.strip()
+        if not e0s or not ("." in e0s or "/" in e0s or e0s.startswith("bundled:")):
+            raise ConfigError(
+                f"config key 'e0s': {cfg.e0s!r} is not 'least_squares', a mapping "
+                "{Z: energy} or the path of an isolated-atoms file (e.g. iso_atoms.xyz)"
+            )
+    for label in cfg.require_labels:
+        if label not in LABELS:
+            raise ConfigError(
+                f"config key 'require_labels': unknown label {label!r}; known: {list(LABELS)}"
+            )
     for name, options in (
         ("scale_type", ("rms_forces", "rms_forces_by_element")),
         ("shift_type", ("mean_delta_energy_per_atom",)),
@@ -263,6 +279,42 @@ def _parse_value(text: str):
         return text
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML ``SafeLoader`` that rejects a key repeated in one mapping."""
+
+
+def _unique_mapping(loader: _UniqueKeyLoader, node, deep: bool = False):
+    loader.flatten_mapping(node)
+    seen: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        line = key_node.start_mark.line + 1
+        try:
+            first = seen.get(key)
+        except TypeError:  # an unhashable key: the base constructor reports it
+            continue
+        if first is not None:
+            raise ConfigError(f"duplicate key {key!r} at lines {first} and {line}")
+        seen[key] = line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+def read_yaml(path: str | Path):
+    """Parse a YAML file; a duplicated key raises :class:`ConfigError` naming both lines."""
+    if not Path(path).is_file():
+        raise ConfigError(f"{path}: config file not found")
+    text = Path(path).read_text()
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+
+
 def apply_overrides(d: dict, overrides) -> dict:
     """Apply ``key=value`` strings (values parsed as YAML; dotted keys go into nested maps)."""
     d = {k: (dict(v) if isinstance(v, dict) else v) for k, v in d.items()}
@@ -293,21 +345,56 @@ def load_config(path: str | Path | None = None, overrides=(), **updates) -> Trai
     Raises:
         ConfigError: naming the file and the offending key.
     """
-    d: dict = {}
+    base: dict = {}
     if path is not None:
-        try:
-            d = yaml.safe_load(Path(path).read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from e
-        if not isinstance(d, dict):
+        base = read_yaml(path) or {}
+        if not isinstance(base, dict):
             raise ConfigError(f"{path}: top level must be a mapping")
-    d = apply_overrides(d, overrides)
-    for k, v in updates.items():
-        d[k] = v
+    overrides = list(overrides or ())
+    for item in overrides:
+        try:
+            apply_overrides({}, [item])
+        except ConfigError as e:
+            raise ConfigError(_named(item, e)) from None
+    d = {**apply_overrides(base, overrides), **updates}
     try:
         return config_from_dict(d)
     except ConfigError as e:
+        culprit = _blame_override({**base, **updates}, overrides, str(e))
+        if culprit is not None:
+            raise ConfigError(_named(culprit, e)) from None
         raise ConfigError(f"{path}: {e}" if path else str(e)) from None
+
+
+def _named(item: str, e: ConfigError) -> str:
+    text = str(e)
+    return text if text.startswith(f"override {item!r}") else f"override {item!r}: {text}"
+
+
+def _blame_override(base: dict, overrides: list[str], error: str) -> str | None:
+    """The override behind ``error`` (None: the file is to blame).
+
+    An override whose key the error names; else, when the file alone is valid, the first
+    override after which the config is invalid.
+    """
+    for item in overrides:
+        if repr(item.split("=", 1)[0].strip().split(".")[-1]) in error:
+            return item
+    if overrides and _valid(base):
+        d = base
+        for item in overrides:
+            d = apply_overrides(d, [item])
+            if not _valid(d):
+                return item
+    return None
+
+
+def _valid(d: dict) -> bool:
+    try:
+        config_from_dict(d)
+    except ConfigError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------------

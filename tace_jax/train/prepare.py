@@ -26,6 +26,7 @@ __all__ = [
     "build_loss_config",
     "build_model_config",
     "build_statistics",
+    "label_report",
     "load_data",
     "make_loaders",
     "resolve_path",
@@ -66,6 +67,11 @@ def load_data(cfg: TrainConfig) -> TrainingData:
         "stress_key": cfg.stress_key,
         "virials_key": cfg.virials_key,
     }
+    options = dict(cfg.data_options)
+    if cfg.require_labels:
+        options["require"] = tuple(
+            dict.fromkeys((*options.get("require", ()), *cfg.require_labels))
+        )
     splits: DataSplits = load_splits(
         resolve_path(cfg.train_file),
         resolve_path(cfg.valid_file),
@@ -73,7 +79,7 @@ def load_data(cfg: TrainConfig) -> TrainingData:
         valid_fraction=cfg.valid_fraction,
         seed=cfg.seed,
         **keys,
-        **cfg.data_options,
+        **options,
     )
     if not splits.train:
         raise ConfigError(f"{cfg.train_file}: no training structures")
@@ -107,7 +113,51 @@ def to_model_statistics(stats: Mapping) -> Statistics:
         scale=stats["scale"],
         shift=stats["shift"],
         avg_num_neighbors=avg if avg > 0 else 1.0,
+        e0_span=stats.get("e0_span"),
     )
+
+
+def label_report(cfg: TrainConfig, data: TrainingData) -> list[str]:
+    """Lines counting the train/valid frames without each label that has a loss weight.
+
+    Such frames are masked out of that loss term; ``require_labels`` makes them errors.
+    """
+    weights = {
+        "energy": cfg.energy_weight,
+        "forces": cfg.forces_weight,
+        "stress": cfg.stress_weight,
+        "virials": cfg.virials_weight,
+    }
+    lines = []
+    for name, frames in (("train", data.train), ("valid", data.valid)):
+        if not frames:
+            continue
+        for label, w in weights.items():
+            missing = sum(getattr(s, label) is None for s in frames)
+            if w > 0 and 0 < missing and (missing < len(frames) or label in ("energy", "forces")):
+                first = next(s.where for s in frames if getattr(s, label) is None)
+                lines.append(
+                    f"labels: {missing} of {len(frames)} {name} frames have no {label!r} "
+                    f"(first: {first}); they are left out of the {label} loss "
+                    "(config key require_labels makes this an error)"
+                )
+    return lines
+
+
+def _e0s(cfg: TrainConfig):
+    """``cfg.e0s`` with an e0s file read into ``{Z: E0}``."""
+    if not isinstance(cfg.e0s, str) or cfg.e0s == "least_squares":
+        return cfg.e0s
+    from tace_jax.data import DataError
+    from tace_jax.data.statistics import read_e0s_file
+
+    path = resolve_path(cfg.e0s)
+    if not Path(path).is_file():
+        raise ConfigError(f"config key 'e0s': {cfg.e0s!r}: isolated-atoms file not found")
+    try:
+        return read_e0s_file(path, cfg.energy_key, cfg.data_options.get("units"))
+    except DataError as e:
+        raise ConfigError(f"config key 'e0s': {e}") from e
 
 
 def build_statistics(
@@ -118,7 +168,7 @@ def build_statistics(
         data.train,
         model_cfg.atomic_numbers,
         model_cfg.cutoff,
-        atomic_energies=cfg.e0s,
+        atomic_energies=_e0s(cfg),
         scale_type=cfg.scale_type,
         shift_type=cfg.shift_type,
         num_levels=model_cfg.num_levels,
@@ -126,6 +176,7 @@ def build_statistics(
     )
     if cfg.avg_num_neighbors is not None:
         stats["avg_num_neighbors"] = float(cfg.avg_num_neighbors)
+    stats["warnings"] = [*stats.get("warnings", []), *label_report(cfg, data)]
     return to_model_statistics(stats), stats
 
 
@@ -180,10 +231,16 @@ def make_loaders(
 def write_run_files(
     output_dir: Path, cfg: TrainConfig, model_cfg: TACEConfig, raw_stats: dict
 ) -> None:
-    """Write the resolved config and statistics next to the checkpoints."""
+    """Write the resolved config and statistics next to the checkpoints; print the set-up
+    warnings (underdetermined E0s, missing labels) and append them to ``train.log``."""
     import yaml
 
     output_dir.mkdir(parents=True, exist_ok=True)
+    notes = [f"warning: {w}" for w in raw_stats.get("warnings", [])]
+    if notes:
+        print("\n".join(notes), flush=True)
+        with open(output_dir / "train.log", "a") as f:
+            f.write("".join(n + "\n" for n in notes))
     d = cfg.to_dict()
     d["model"] = model_cfg.to_dict()
     (output_dir / "config.yaml").write_text(yaml.safe_dump(d, sort_keys=False))

@@ -63,17 +63,20 @@ def test_field_is_differentiable_input(charged):
 
 
 def test_constant_field_md_drifts_a_charged_molecule(charged):
-    """NVE under a constant field: the total momentum of a charged molecule, at rest at
-    first, grows as Q·ℰ·t (the internal forces cancel)."""
+    """NVE under a constant field: a charged molecule at rest gains the momentum Q·ℰ·t and its
+    centre of mass moves by Q·ℰ·t²/(2M) (internal forces cancel; velocity Verlet is exact for
+    a constant force)."""
     atoms = molecule("CO")
     q_total = CHARGES[6] + CHARGES[8]
     kw = dict(ensemble="nve", timestep=0.5, init_temperature=0.0, log_interval=20)
     sim = Simulation(charged, atoms, inputs={"electric_field": FIELD}, **kw)
     sim.run(40, progress=False)
+    t = 40 * 0.5 * units.fs
     p = np.asarray(sim.state.momentum).sum(axis=0)
-    np.testing.assert_allclose(p, q_total * FIELD * 40 * 0.5 * units.fs, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(p, q_total * FIELD * t, rtol=1e-9, atol=1e-12)
     moved = sim.get_atoms().get_center_of_mass() - atoms.get_center_of_mass()
-    assert np.dot(moved, FIELD) > 0  # a net positive charge moves along the field
+    mass = atoms.get_masses().sum()
+    np.testing.assert_allclose(moved, q_total * FIELD * t**2 / (2 * mass), rtol=1e-7, atol=1e-12)
 
 
 def test_inputs_errors_and_warnings(charged):
@@ -114,7 +117,7 @@ def test_one_md_config(charged):
     assert run.md_config().ensemble == "nvt"
 
 
-@pytest.mark.parametrize("system", ["hcooh", "si8"])
+@pytest.mark.parametrize("system", ["hcooh", pytest.param("si8", marks=pytest.mark.slow)])
 def test_field_model_energy_function_matches_fixture(system):
     """The real field-embedding model (fixture ``tace_field_dev``) through ``Potential.jax_md``
     at the system's field: energy ≤ 1e-10 and forces ≤ 1e-9 from the reference."""

@@ -85,8 +85,53 @@ def test_overrides_and_yaml(tmp_path):
     assert d == {"model": {"a": 1, "b": [1, 2]}}
     with pytest.raises(ConfigError, match="key=value"):
         apply_overrides({}, ["lr"])
-    with pytest.raises(ConfigError, match=str(p)):
+    with pytest.raises(ConfigError, match="^override 'nonsense_key=1': unknown config key"):
         load_config(p, ["nonsense_key=1"])
+    p.write_text("train_file: a.xyz\nlr: fast\n")  # the file is to blame, not the override
+    with pytest.raises(ConfigError, match=f"^{p}: config key 'lr'"):
+        load_config(p, ["batch_size=2"])
+
+
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        ("lr=abc", "^override 'lr=abc': config key 'lr': 'abc' is not of type float"),
+        ("batch_size=0", r"^override 'batch_size=0': config key 'batch_size': 0 outside"),
+        ("model.num_chanel=8", "^override 'model.num_chanel=8': unknown model key 'num_chanel'"),
+        ("lr", "^override 'lr' is not of the form key=value"),
+        ("max_epochs.x=1", "^override 'max_epochs.x=1': 'max_epochs' is not a mapping"),
+    ],
+)
+def test_override_errors_name_the_override(tmp_path, override, match):
+    p = tmp_path / "c.yaml"
+    p.write_text("train_file: a.xyz\nmax_epochs: 3\n")
+    with pytest.raises(ConfigError, match=match):
+        load_config(p, [override])
+
+
+def test_duplicate_yaml_keys(tmp_path):
+    p = tmp_path / "dup.yaml"
+    p.write_text("train_file: a.xyz\nlr: 0.01\nmodel:\n  cutoff: 4\n  cutoff: 5\n")
+    with pytest.raises(ConfigError, match=f"^{p}: duplicate key 'cutoff' at lines 4 and 5"):
+        load_config(p)
+    p.write_text("train_file: a.xyz\nlr: 0.01\nbatch_size: 2\nlr: 0.02\n")
+    with pytest.raises(ConfigError, match=f"^{p}: duplicate key 'lr' at lines 2 and 4"):
+        load_config(p)
+    p.write_text("base: &b {lr: 0.01}\n")  # anchors and plain YAML still load
+    with pytest.raises(ConfigError, match="unknown config key 'base'"):
+        load_config(p)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="nope.yaml: config file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_require_labels_and_e0s_options():
+    cfg = config_from_dict({"require_labels": ["energy", "forces"], "e0s": "iso_atoms.xyz"})
+    assert cfg.require_labels == ["energy", "forces"] and cfg.e0s == "iso_atoms.xyz"
+    with pytest.raises(ConfigError, match="'require_labels': unknown label 'energies'"):
+        config_from_dict({"require_labels": ["energies"]})
 
 
 def test_roundtrip():
