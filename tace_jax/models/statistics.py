@@ -137,12 +137,10 @@ class Statistics:
             resid = c - b.T @ (b @ c)
             if np.linalg.norm(resid) > 1e-6 * max(1.0, float(np.linalg.norm(c))):
                 from ase.data import chemical_symbols
+                from ase.formula import Formula
 
-                formula = "".join(
-                    f"{chemical_symbols[int(z)]}{int(n) if n != 1 else ''}"
-                    for z, n in zip(atomic_numbers, c)
-                    if n
-                )
+                counts = {chemical_symbols[int(z)]: int(n) for z, n in zip(atomic_numbers, c) if n}
+                formula = Formula.from_dict(counts).format("hill")
                 return (
                     f"structure {k} ({formula}): its composition is not a combination of the "
                     f"training compositions (level {m}), for which alone the least-squares "

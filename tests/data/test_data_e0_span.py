@@ -134,9 +134,8 @@ def test_statistics_span_roundtrip_and_old_files():
     hash(stats)  # a Flax module attribute: must stay hashable
 
 
-def test_predict_warns_once_outside_span():
-    st, _ = _stats([_mol("C2H6O", seed=k) for k in range(3)])
-    cfg = TACEConfig(
+def _tiny_config():
+    return TACEConfig(
         atomic_numbers=(1, 6, 8),
         num_channel=4,
         radial_hidden=(8,),
@@ -146,13 +145,41 @@ def test_predict_warns_once_outside_span():
         lmax_edge=1,
         cutoff=3.0,
     )
-    stats = to_model_statistics(st)
+
+
+class _NoCompute:
+    """Stands in for the Predictor: the warning is raised before any computation."""
+
+    def predict(self, variables, atoms_list, *args):
+        return [{"energy": 0.0} for _ in atoms_list]
+
+
+def test_predict_hook_warns_once():
+    st, _ = _stats([_mol("C2H6O", seed=k) for k in range(3)])
+    pot = Potential.__new__(Potential)  # no compile: only the warning path of predict
+    pot.config, pot.statistics, pot.variables = _tiny_config(), to_model_statistics(st), {}
+    pot.predictor = _NoCompute()
+    stats = pot.statistics
     zs = (1, 6, 8)
     assert stats.e0_span_warning([ase.Atoms("C2H6O").numbers] * 2, zs) is None
     assert stats.e0_span_warning([ase.Atoms("C4H12O2").numbers], zs) is None  # a multiple
     assert "structure 1 (CH4)" in stats.e0_span_warning(
         [[6, 6, 1, 1, 1, 1, 1, 1, 8], [6] + [1] * 4], zs
     )
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        pot.predict(ase.Atoms("C2H6O"), ("energy",))
+        assert not w
+        pot.predict([ase.Atoms("C2H6O"), ase.Atoms("H")], ("energy",))
+        pot.predict(ase.Atoms("O"), ("energy",))
+    assert [str(x.message)[:42] for x in w] == ["structure 1 (H): its composition is not a "]
+
+
+@pytest.mark.slow
+def test_predict_warns_once_outside_span():
+    st, _ = _stats([_mol("C2H6O", seed=k) for k in range(3)])
+    cfg = _tiny_config()
+    stats = to_model_statistics(st)
     pot = Potential.init(cfg, stats, jax.random.key(0), dtype="float32")
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
