@@ -42,7 +42,8 @@ def atoms_to_graph_dict(
     """One unpadded graph (numpy) from an ``ase.Atoms``; ``neighbors`` may pass a cached list.
 
     Positions are wrapped into the cell in float64 (periodic directions; edge shifts adjusted,
-    atom order kept), so a later cast to float32 loses no accuracy on far-away images.
+    atom order kept), so a later cast to float32 loses no accuracy on far-away images;
+    ``input_shifts`` keeps the shifts in the frame of the given positions (to name edges).
     """
     pos = np.asarray(atoms.get_positions(), dtype=np.float64)
     cell = np.asarray(atoms.get_cell().array, dtype=np.float64)
@@ -51,8 +52,8 @@ def atoms_to_graph_dict(
     species = species_index(numbers, atomic_numbers, where)
     if neighbors is None:
         neighbors = neighbor_list(pos, cell, pbc, cutoff, where=where)
-    s, r, sh = neighbors
-    pos, sh = wrap_graph_positions(pos, cell, pbc, s, r, sh)
+    s, r, input_shifts = neighbors
+    pos, sh = wrap_graph_positions(pos, cell, pbc, s, r, input_shifts)
     if not pbc.any():
         cell = np.zeros((3, 3))
     return {
@@ -63,6 +64,7 @@ def atoms_to_graph_dict(
         "senders": s,
         "receivers": r,
         "shifts": sh,
+        "input_shifts": np.asarray(input_shifts).reshape(-1, 3),
         "cell": cell[None],
         "pbc": pbc[None],
     }

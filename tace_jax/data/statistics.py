@@ -3,7 +3,10 @@
 For each fidelity level ``m`` and element ``Z`` (sorted ``atomic_numbers``):
 
 * ``atomic_energies[m][Z]`` — E0: least squares of the energies on the per-element atom counts
-  (or given values);
+  (or given values, e.g. from a file of isolated atoms); non-periodic single-atom frames fix
+  their element's E0. A rank-deficient composition matrix (e.g. one molecule) determines only
+  sums of E0 over the training compositions: ``e0_span[m]`` records that row space,
+  ``e0_undetermined[m]`` the elements whose own E0 is not determined, and a warning names them;
 * ``scale[m][Z]`` — σ: ``rms_forces`` = √(mean_i ‖F_i‖²) over all training atoms (force-norm RMS),
   ``rms_forces_by_element`` = the same per element (elements without forces fall back to the
   global value), ``None`` → 1, or a number;

@@ -30,6 +30,7 @@ from tace_jax.models.tace import TACE
 from tace_jax.ops import cast_floats
 from tace_jax.properties import PROPERTY_NAMES
 
+from .jax_md import md_system
 from .predictor import Predictor
 
 __all__ = ["Potential", "PotentialFormatError", "as_compute_dtype"]
@@ -133,6 +134,11 @@ class Potential:
     def input_names(self) -> tuple[str, ...]:
         """Model inputs read from ``atoms.info``/``atoms.arrays`` or keywords."""
         return self.predictor.input_names
+
+    @property
+    def input_limits(self) -> dict[str, int]:
+        """Exclusive upper bounds of the integer inputs (``level``, embedding tables)."""
+        return self.predictor.input_limits
 
     @property
     def trace_count(self) -> int:
@@ -255,10 +261,8 @@ class Potential:
 
     def jax_md(self, atoms, **kwargs):
         """jax-md ``(energy_fn, neighbor_fn, shift_fn)`` for ``atoms`` at fixed model inputs
-        (``electric_field=``, ``level=`` …); see :func:`tace_jax.md.jax_md.jax_md_functions`."""
-        from tace_jax.md.jax_md import jax_md_functions  # TODO(lead): moves into inference
-
-        return jax_md_functions(self, atoms, **kwargs)
+        (``electric_field=``, ``level=`` …); see :func:`tace_jax.inference.jax_md.md_system`."""
+        return md_system(self, atoms, **kwargs)
 
     def hessian(self, atoms, chunk_size: int = 16, **inputs) -> np.ndarray:
         """Hessian ``∂²E/∂x∂x`` of one structure, ``[n, 3, n, 3]`` in eV/Å² (numpy)."""

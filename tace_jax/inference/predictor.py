@@ -186,7 +186,7 @@ def split_outputs(out: dict, dicts: list[dict], graph: Graph) -> list[dict]:
                 r[name] = v[edge_off[k] : edge_off[k + 1]]
                 r["edge_senders"] = np.asarray(d["senders"])
                 r["edge_receivers"] = np.asarray(d["receivers"])
-                r["edge_shifts"] = np.asarray(d["shifts"])
+                r["edge_shifts"] = np.asarray(d.get("input_shifts", d["shifts"]))
             elif name in GRAPH_OUTPUTS or (v.shape[:1] == (n_graphs,) and n_graphs != n_nodes):
                 r[name] = v[k]
             else:

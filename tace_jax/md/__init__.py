@@ -1,7 +1,15 @@
 """Molecular dynamics with jax-md: energy functions of any potential satisfying
-:class:`~tace_jax.md.protocol.PotentialProtocol` (model inputs such as an external field held
+:class:`~tace_jax.inference.protocol.PotentialProtocol` (model inputs such as an external field held
 fixed), neighbour lists for any cell, NVE / NVT / NPT runners with overflow recovery, batched
 replicas and differentiable rollouts, all configured by one :class:`MDConfig`."""
+
+from tace_jax.inference.jax_md import MDSystem as MDSystem
+from tace_jax.inference.jax_md import md_system as md_system
+from tace_jax.inference.jax_md import pressure_fn as pressure_fn
+from tace_jax.inference.jax_md import stress_fn as stress_fn
+from tace_jax.inference.md_neighbors import ImageNeighborList as ImageNeighborList
+from tace_jax.inference.md_neighbors import make_neighbor_fns as make_neighbor_fns
+from tace_jax.inference.protocol import PotentialProtocol as PotentialProtocol
 
 from .config import ENSEMBLES as ENSEMBLES
 from .config import MDConfig as MDConfig
@@ -9,13 +17,6 @@ from .differentiable import nve_rollout as nve_rollout
 from .integrators import make_integrator as make_integrator
 from .io import MDLogger as MDLogger
 from .io import TrajectoryWriter as TrajectoryWriter
-from .jax_md import MDSystem as MDSystem
-from .jax_md import md_system as md_system
-from .jax_md import pressure_fn as pressure_fn
-from .jax_md import stress_fn as stress_fn
-from .neighbors import ImageNeighborList as ImageNeighborList
-from .neighbors import make_neighbor_fns as make_neighbor_fns
-from .protocol import PotentialProtocol as PotentialProtocol
 from .run import run_md as run_md
 from .runners import Simulation as Simulation
 from .runners import initial_momenta as initial_momenta

@@ -12,6 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 
+from tace_jax.inference.jax_md import (
+    DEFAULT_CAPACITY_MULTIPLIER,
+    DEFAULT_NEIGHBOR_BACKEND,
+    DEFAULT_SKIN,
+)
+
 __all__ = ["ENSEMBLES", "MDConfig", "canonical_ensemble", "md_config"]
 
 ENSEMBLES = ("nve", "nvt_nose_hoover", "nvt_langevin", "npt_nose_hoover")
@@ -57,7 +63,7 @@ class MDConfig:
         skin: Verlet skin, Å (pairs are listed up to ``cutoff + skin``).
         capacity_multiplier: neighbour-list capacity margin.
         neighbor_backend: ``"auto"``, ``"jax_md"`` or ``"image"``
-            (see :mod:`tace_jax.md.neighbors`).
+            (see :mod:`tace_jax.inference.md_neighbors`).
         log_interval: steps between observations.
         traj_interval: steps between trajectory frames (``None``: ``log_interval``).
         max_chunk: the most steps run in one compiled chunk.
@@ -80,9 +86,9 @@ class MDConfig:
     tau_p: float = 500.0
     chain_length: int = 3
     seed: int = 0
-    skin: float = 0.5
-    capacity_multiplier: float = 1.25
-    neighbor_backend: str = "auto"
+    skin: float = DEFAULT_SKIN
+    capacity_multiplier: float = DEFAULT_CAPACITY_MULTIPLIER
+    neighbor_backend: str = DEFAULT_NEIGHBOR_BACKEND
     log_interval: int = 100
     traj_interval: int | None = None
     max_chunk: int = 1000

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from ase import units
 
-from .jax_md import MDSystem
+from tace_jax.inference.jax_md import MDSystem
 
 __all__ = ["nve_rollout"]
 
@@ -38,7 +38,7 @@ def nve_rollout(
     """Run ``steps`` NVE steps and return differentiable observables.
 
     Args:
-        system: from :func:`~tace_jax.md.jax_md.md_system` (Cartesian coordinates).
+        system: from :func:`~tace_jax.inference.jax_md.md_system` (Cartesian coordinates).
         nbrs: an allocated neighbour list for ``positions``.
         positions: ``[N, 3]`` Å; momenta: ``[N, 3]`` amu·Å/(ASE time).
         steps: number of steps (static).

@@ -1,4 +1,4 @@
-"""Integrators for :class:`~tace_jax.md.jax_md.MDSystem`: NVE, NVT (Nosé–Hoover chain,
+"""Integrators for :class:`~tace_jax.inference.jax_md.MDSystem`: NVE, NVT (Nosé–Hoover chain,
 Langevin) and NPT (jax-md's Nosé–Hoover barostat).
 
 Units: Å, eV, amu, time in ASE units (``ase.units.fs``), ``kT`` in eV, pressure in eV/Å³.
@@ -74,10 +74,12 @@ class Integrator:
 
 
 def make_integrator(system, config: MDConfig | None = None, **overrides) -> Integrator:
-    """Build the integrator of ``config.ensemble`` for an :class:`~tace_jax.md.jax_md.MDSystem`.
+    """Build the integrator of ``config.ensemble`` for an
+    :class:`~tace_jax.inference.jax_md.MDSystem`.
 
     Args:
-        system: from :func:`~tace_jax.md.jax_md.md_system` (NPT needs fractional coordinates).
+        system: from :func:`~tace_jax.inference.jax_md.md_system` (NPT needs fractional
+            coordinates).
         config: the :class:`~tace_jax.md.config.MDConfig` (ensemble, ``timestep`` fs,
             ``temperature`` K, ``pressure`` GPa, ``friction`` 1/fs, ``tau_t``/``tau_p`` fs,
             ``chain_length``); default ``MDConfig()``.

@@ -35,7 +35,7 @@ def run_md(
     integrator.
 
     Args:
-        potential: a :class:`~tace_jax.md.protocol.PotentialProtocol`.
+        potential: a :class:`~tace_jax.inference.protocol.PotentialProtocol`.
         atoms: ``ase.Atoms`` (velocities are drawn at the configured temperature if it has
             none), or a list of replicas (see :class:`~tace_jax.md.runners.Simulation`).
         steps: number of steps.

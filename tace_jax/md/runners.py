@@ -17,10 +17,11 @@ from ase import units
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
 
+from tace_jax.inference.jax_md import md_system, pressure_fn
+
 from .config import MDConfig, md_config
 from .integrators import make_integrator
 from .io import MDLogger, TrajectoryWriter
-from .jax_md import md_system, pressure_fn
 
 __all__ = ["Simulation", "initial_momenta"]
 
@@ -50,7 +51,7 @@ class Simulation:
     """MD of one structure or a batch of replicas with a potential.
 
     Args:
-        potential: a :class:`~tace_jax.md.protocol.PotentialProtocol` (the trained
+        potential: a :class:`~tace_jax.inference.protocol.PotentialProtocol` (the trained
             ``Potential`` or a test double).
         atoms: ``ase.Atoms``, or a list of them (replicas: same elements in the same order,
             same cell and periodicity; integrated together with ``vmap``).
@@ -58,7 +59,7 @@ class Simulation:
             neighbour list, seed, intervals); default ``MDConfig()``.
         dtype: computation dtype (default: the potential's).
         inputs: model inputs held fixed during the run (``{"electric_field": [0, 0, 0.1]}``,
-            …; see :func:`~tace_jax.md.jax_md.md_system`), over ``atoms.info``/``arrays``.
+            …; see :func:`~tace_jax.inference.jax_md.md_system`), over ``atoms.info``/``arrays``.
         **overrides: :class:`~tace_jax.md.config.MDConfig` fields replacing those of
             ``config`` (``Simulation(pot, atoms, ensemble="nvt", temperature=300.0)``).
 

@@ -2,7 +2,7 @@
 
 :class:`MorsePotential` is a smooth many-body (Morse pair + embedding) energy written against the
 same ``apply_fn(variables, graph, edge_vecs=None)`` / :class:`~tace_jax.data.Graph` interface as
-the TACE model and satisfying :class:`~tace_jax.md.protocol.PotentialProtocol`. It tests the
+the TACE model and satisfying :class:`~tace_jax.inference.protocol.PotentialProtocol`. It tests the
 dynamics, calculator and vibration code independently of the network. With ``charges`` it also
 reads one model input, ``graph.extras["electric_field"]`` (``[G, 3]``, V/Å), and adds the
 energy of fixed point charges in that field, ``−Σ_i q_i ℰ·x_i`` (eV), so the force on atom

@@ -55,6 +55,13 @@ def test_predict_graph_edges_identical_in_float32():
     np.testing.assert_allclose(_sorted_edges(db), _sorted_edges(da), atol=2e-6)
     assert np.abs(db["positions"][3]).max() < 20  # wrapped (float64), atom order kept
     np.testing.assert_array_equal(db["numbers"], da["numbers"])
+    # edges are named in the frame of the given positions (predict's edge_shifts)
+    x, cell = b.positions, b.cell.array
+    r, snd = db["receivers"], db["senders"]
+    given = x[r] - x[snd] + db["input_shifts"] @ cell
+    used = db["positions"][r] - db["positions"][snd] + db["shifts"] @ cell
+    np.testing.assert_allclose(given, used, atol=1e-9)
+    assert np.array_equal(da["input_shifts"], da["shifts"])  # nothing wrapped: unchanged
 
 
 def test_training_batch_edges_identical_in_float32():

@@ -14,8 +14,8 @@ from ase import Atoms, units
 from ase.build import molecule
 
 from tace_jax.cli.md import MDRunConfig
+from tace_jax.inference._adapter import model_parts
 from tace_jax.md import MDConfig, PotentialProtocol, Simulation, make_integrator, md_system
-from tace_jax.md._adapter import model_parts
 from tace_jax.testing import MorsePotential
 
 FIXTURES = pathlib.Path(__file__).parents[1] / "fixtures"

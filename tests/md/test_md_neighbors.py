@@ -9,8 +9,8 @@ import pytest
 from ase import Atoms
 from ase.build import bulk, molecule
 
+from tace_jax.inference.md_neighbors import make_neighbor_fns, perpendicular_widths
 from tace_jax.md import ImageNeighborList, md_system, stress_fn
-from tace_jax.md.neighbors import make_neighbor_fns, perpendicular_widths
 from tace_jax.testing import MorsePotential
 
 

@@ -33,9 +33,13 @@ from jax_md import space
 from tace_jax.data.graph import Graph
 
 from ._adapter import ModelParts, model_parts, species_of
-from ._inputs import collect_inputs, pad_inputs
-from .config import MDConfig
-from .neighbors import ImageNeighborList, MDNeighborFns, make_neighbor_fns, mic_shifts
+from ._md_inputs import collect_inputs, pad_inputs
+from .md_neighbors import ImageNeighborList, MDNeighborFns, make_neighbor_fns, mic_shifts
+
+#: Neighbour-list defaults (``tace_jax.md.MDConfig`` takes its defaults from these).
+DEFAULT_SKIN = 0.5
+DEFAULT_CAPACITY_MULTIPLIER = 1.25
+DEFAULT_NEIGHBOR_BACKEND = "auto"
 
 __all__ = ["MDSystem", "md_system", "stress_fn", "pressure_fn"]
 
@@ -46,14 +50,15 @@ class MDSystem:
 
     Attributes:
         energy_fn: ``energy_fn(R, neighbor, box=None, perturbation=None) -> eV``.
-        neighbor_fn: :class:`~tace_jax.md.neighbors.MDNeighborFns` (``allocate``/``update``).
+        neighbor_fn: :class:`~tace_jax.inference.md_neighbors.MDNeighborFns`
+            (``allocate``/``update``).
         shift_fn: jax-md shift function of the space.
         positions: initial positions (Cartesian, or fractional when ``fractional``), model dtype.
         masses: ``[N]`` amu.
         cell: ``[3, 3]`` initial cell (rows), zeros for molecules.
         pbc: ``[3]`` bool.
         fractional: positions are fractional coordinates.
-        parts: the :class:`~tace_jax.md._adapter.ModelParts` used.
+        parts: the :class:`~tace_jax.inference._adapter.ModelParts` used.
         energy_fn_for: ``energy_fn_for(variables)`` rebuilds ``energy_fn`` with other model
             variables (e.g. traced ones, to differentiate a trajectory w.r.t. parameters).
         inputs: the fixed model inputs (``{name: array}``, unpadded; empty for a
@@ -113,7 +118,7 @@ def _perturb(x, cell, perturbation):
 def make_energy_fn(parts: ModelParts, species, numbers, cell, pbc, fractional: bool, inputs=None):
     """The jax-md energy function of one structure (see the module docstring).
 
-    ``inputs`` are the fixed model inputs (:func:`~tace_jax.md._inputs.collect_inputs`).
+    ``inputs`` are the fixed model inputs (:func:`~tace_jax.inference._md_inputs.collect_inputs`).
     """
     n = len(species)
     dtype = parts.dtype
@@ -186,17 +191,17 @@ def make_energy_fn(parts: ModelParts, species, numbers, cell, pbc, fractional: b
 def md_system(
     potential,
     atoms,
-    capacity_multiplier: float = MDConfig.capacity_multiplier,
-    skin: float = MDConfig.skin,
+    capacity_multiplier: float = DEFAULT_CAPACITY_MULTIPLIER,
+    skin: float = DEFAULT_SKIN,
     fractional_coordinates: bool = False,
-    backend: str = MDConfig.neighbor_backend,
+    backend: str = DEFAULT_NEIGHBOR_BACKEND,
     dtype=None,
     **inputs,
 ) -> MDSystem:
     """The jax-md pieces for ``atoms``: the one builder of jax-md functions.
 
     Args:
-        potential: a :class:`~tace_jax.md.protocol.PotentialProtocol` (the trained
+        potential: a :class:`~tace_jax.inference.protocol.PotentialProtocol` (the trained
             ``Potential`` or a test double).
         atoms: ``ase.Atoms``; its cell and ``pbc`` define the space (free space without
             ``pbc``; ``space.periodic_general`` with the cell otherwise).
@@ -204,7 +209,7 @@ def md_system(
         skin: Verlet skin in Å (pairs are listed up to ``cutoff + skin``).
         fractional_coordinates: integrate fractional positions (needed for jax-md NPT).
         backend: neighbour back end, ``"auto"``, ``"jax_md"`` or ``"image"`` (see
-            :mod:`tace_jax.md.neighbors`).
+            :mod:`tace_jax.inference.md_neighbors`).
         dtype: computation dtype (default: the potential's).
         **inputs: model inputs held fixed (``electric_field=[0, 0, 0.1]``, ``level=1``, …);
             they override ``atoms.info`` / ``atoms.arrays``. Inputs the model does not read
@@ -271,10 +276,6 @@ def md_system(
         energy_fn_for=energy_fn_for,
         inputs=values,
     )
-
-
-#: Former name of :func:`md_system`, kept for ``Potential.jax_md`` (same function).
-jax_md_functions = md_system
 
 
 def stress_fn(energy_fn, R, neighbor, box=None):

@@ -1,4 +1,4 @@
-"""The parts of a potential (:class:`~tace_jax.md.protocol.PotentialProtocol`) the dynamics
+"""The parts of a potential (:class:`~tace_jax.inference.protocol.PotentialProtocol`) the dynamics
 code uses: ``apply_fn``, ``variables``, ``cutoff``, ``atomic_numbers``, ``dtype`` and the
 model inputs it reads."""
 
@@ -48,7 +48,7 @@ def model_parts(potential, dtype=None) -> ModelParts:
 
     Raises:
         TypeError: ``potential`` does not satisfy
-            :class:`~tace_jax.md.protocol.PotentialProtocol`.
+            :class:`~tace_jax.inference.protocol.PotentialProtocol`.
         ValueError: float64 requested while ``jax_enable_x64`` is off.
     """
     if isinstance(potential, ModelParts):
@@ -67,7 +67,7 @@ def model_parts(potential, dtype=None) -> ModelParts:
         missing = [n for n in PROTOCOL_MEMBERS if not hasattr(potential, n)]
         raise TypeError(
             f"{type(potential).__name__} is not a potential: it lacks {missing} "
-            "(see tace_jax.md.protocol.PotentialProtocol)"
+            "(see tace_jax.inference.protocol.PotentialProtocol)"
         )
     dtype = parts.dtype if dtype is None else jnp.dtype(dtype)
     if dtype == jnp.float64 and not jax.config.jax_enable_x64:
