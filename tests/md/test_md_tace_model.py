@@ -56,7 +56,6 @@ def test_tiny_model_molecule_matches_predict():
     _check_against_predict(_tiny(), m, "NeighborList")
 
 
-@pytest.mark.slow
 def test_tiny_model_small_cell_matches_predict():
     si = bulk("Si", "diamond", 5.43, cubic=True)
     si.rattle(0.1, seed=1)

@@ -107,7 +107,6 @@ def test_forces_tiny(system):
     np.testing.assert_allclose(forces[:n], z[f"{system}/forces"], rtol=0, atol=1e-9)
 
 
-@pytest.mark.slow
 def test_forces_default():
     cfg, _, variables, apply, z, _ = _setup("default")
     g = stored_graph_dict(z, "tio2", cfg.atomic_numbers)
