@@ -27,6 +27,9 @@ __all__ = ["Checkpointer"]
 
 log = logging.getLogger(__name__)
 
+#: Suffix of a checkpoint moved aside while the same step is saved again.
+_PREVIOUS = ".previous"
+
 
 def _tmp_dirs(directory: Path) -> list[Path]:
     return [p for p in directory.iterdir() if p.is_dir() and ".orbax-checkpoint-tmp" in p.name]
@@ -46,6 +49,13 @@ class Checkpointer:
         for tmp in _tmp_dirs(self.directory):  # leftovers of an interrupted save
             log.warning("removing incomplete checkpoint %s", tmp)
             shutil.rmtree(tmp, ignore_errors=True)
+        for backup in self.directory.glob(f"*{_PREVIOUS}"):  # a re-save that was killed
+            final = self.directory / backup.name[: -len(_PREVIOUS)]
+            if final.exists():
+                shutil.rmtree(backup, ignore_errors=True)
+            else:
+                log.warning("restoring checkpoint %s from an interrupted re-save", final.name)
+                backup.rename(final)
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep, create=True, enable_async_checkpointing=False
         )
@@ -61,19 +71,35 @@ class Checkpointer:
         return self.manager.latest_step()
 
     def save(self, step: int, state, meta: dict) -> None:
-        """Write a checkpoint for ``step`` (blocking; replaces an existing one of that step)."""
+        """Write a checkpoint for ``step`` (blocking).
+
+        An existing checkpoint of the same step is moved aside first and deleted only once the
+        new one is complete, so a save that dies half-way never loses it (the next
+        :class:`Checkpointer` puts it back)."""
         step = int(step)
+        final = self.directory / str(step)
+        backup = self.directory / f"{step}{_PREVIOUS}"
         if step in self.manager.all_steps():
-            self.manager.delete(step)
+            shutil.rmtree(backup, ignore_errors=True)
+            final.rename(backup)
+            self.manager.reload()
         state = jax.tree.map(np.asarray, jax.device_get(state))
-        self.manager.save(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
-            ),
-            force=True,
-        )
-        self.manager.wait_until_finished()
+        try:
+            self.manager.save(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
+                ),
+                force=True,
+            )
+            self.manager.wait_until_finished()
+        finally:
+            if backup.exists():
+                if final.exists():
+                    shutil.rmtree(backup, ignore_errors=True)
+                else:
+                    backup.rename(final)
+                self.manager.reload()
 
     def restore(self, step: int, abstract_state):
         """``(state, meta)`` of ``step``; ``abstract_state`` gives the tree structure/dtypes."""
@@ -87,14 +113,27 @@ class Checkpointer:
         return out["state"], dict(out["meta"])
 
     def restore_latest(self, abstract_state):
-        """``(step, state, meta)`` of the newest readable checkpoint, or ``None`` if none."""
+        """``(step, state, meta)`` of the newest readable checkpoint, or ``None`` if there is
+        no checkpoint at all.
+
+        Raises:
+            RuntimeError: checkpoints exist but none can be read (training must not silently
+                start over and then overwrite them).
+        """
+        errors = []
         for step in reversed(self.all_steps()):
             try:
                 state, meta = self.restore(step, abstract_state)
             except Exception as e:  # unreadable: fall back to an older one
                 log.warning("cannot restore checkpoint %d (%s); trying an older one", step, e)
+                errors.append(f"step {step}: {type(e).__name__}: {str(e)[:200]}")
                 continue
             return step, state, meta
+        if errors:
+            raise RuntimeError(
+                f"{self.directory}: cannot restore any checkpoint ({'; '.join(errors)}); move "
+                "the directory away (or set resume: false) to start over"
+            )
         return None
 
     def close(self) -> None:

@@ -108,11 +108,6 @@ def test_corrupt_step_directory_name(pristine, tmp_path):
     assert not (root / "7.orbax-checkpoint-tmp-123").exists()
 
 
-@pytest.mark.xfail(
-    reason="all checkpoints unreadable: restore_latest returns None and training starts over "
-    "with only a logging warning (tace_jax/train/checkpoint.py, loop.py: not this helper's)",
-    strict=True,
-)
 def test_all_checkpoints_corrupt_is_an_error(pristine, tmp_path):
     root = tmp_path / "ck"
     shutil.copytree(pristine, root)
@@ -122,12 +117,6 @@ def test_all_checkpoints_corrupt_is_an_error(pristine, tmp_path):
         Checkpointer(root).restore_latest(_state(0.0))
 
 
-@pytest.mark.xfail(
-    reason="Checkpointer.save deletes a complete checkpoint of the same step before writing "
-    "the new one: a kill in between loses it (seen when a resumed run re-saves its restore "
-    "step at the epoch end; tace_jax/train/checkpoint.py, not this helper's)",
-    strict=True,
-)
 def test_resave_interrupted_keeps_the_checkpoint(pristine, tmp_path):
     root = tmp_path / "ck"
     shutil.copytree(pristine, root)
