@@ -126,6 +126,7 @@ def check(fixture_json: str, out_dir: str, tol: float) -> float:
     """Max |Δ| of energy and forces over all formats and systems of one fixture config."""
     from tace.interface.ase.calculator import TACEAseCalc
 
+    from tace_jax.inference import Potential
     from tace_jax.models.torch_import import load_torch_checkpoint
 
     name = os.path.splitext(os.path.basename(fixture_json))[0]
@@ -140,7 +141,8 @@ def check(fixture_json: str, out_dir: str, tol: float) -> float:
             ref[kind, sys_name] = (atoms.get_potential_energy(), atoms.get_forces().copy())
     worst = 0.0
     for kind, path in paths.items():
-        pot = load_torch_checkpoint(path, config=fixture_json if kind == "bare" else None)
+        loaded = load_torch_checkpoint(path, config=fixture_json if kind == "bare" else None)
+        pot = Potential(*loaded, dtype="float64")
         for sys_name, atoms in systems(meta):
             out = pot.predict(atoms, properties=("energy", "forces"))
             e_ref, f_ref = ref[kind, sys_name]

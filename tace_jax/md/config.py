@@ -67,6 +67,15 @@ class MDConfig:
         log_interval: steps between observations.
         traj_interval: steps between trajectory frames (``None``: ``log_interval``).
         max_chunk: the most steps run in one compiled chunk.
+        health_checks: run the health checks of :mod:`tace_jax.md.health` inside each chunk
+            (``False``: none, and the chunk is compiled without them).
+        check_finite: stop on a non-finite position, momentum, force or (NVE) energy.
+        max_temperature: K, or ``"auto"`` (10× the target for thermostats, at least 100 K;
+            ``max(1e4, 10 × initial)`` for NVE); ``None``: off.
+        max_energy_drift: eV/atom, NVE ``|H − H(start)| / N``; ``None``: off.
+        max_displacement: Å an atom may move in one step, or ``"auto"`` (``skin / 2``);
+            ``None``: off.
+        max_volume_change: NPT, the largest volume factor within one chunk; ``None``: off.
 
     Example:
         >>> cfg = MDConfig(ensemble="nvt", temperature=250.0)
@@ -92,6 +101,12 @@ class MDConfig:
     log_interval: int = 100
     traj_interval: int | None = None
     max_chunk: int = 1000
+    health_checks: bool = True
+    check_finite: bool = True
+    max_temperature: float | str | None = "auto"
+    max_energy_drift: float | None = 1.0
+    max_displacement: float | str | None = "auto"
+    max_volume_change: float | None = 1.5
 
     @property
     def canonical_ensemble(self) -> str:
@@ -119,6 +134,16 @@ class MDConfig:
                 bad(key, f"must be > 0, got {getattr(self, key)}")
         if self.traj_interval is not None and not self.traj_interval > 0:
             bad("traj_interval", f"must be > 0, got {self.traj_interval}")
+        for key in ("max_temperature", "max_displacement"):
+            v = getattr(self, key)
+            if v is not None and v != "auto" and not (isinstance(v, (int, float)) and v > 0):
+                bad(key, f"must be > 0, 'auto' or null, got {v!r}")
+        for key in ("max_energy_drift", "max_volume_change"):
+            v = getattr(self, key)
+            if v is not None and not v > 0:
+                bad(key, f"must be > 0 or null, got {v!r}")
+        if self.max_volume_change is not None and not self.max_volume_change > 1:
+            bad("max_volume_change", f"must be > 1 (a factor), got {self.max_volume_change}")
         for key in ("temperature", "init_temperature"):
             v = getattr(self, key)
             if v is not None and v < 0:

@@ -9,26 +9,65 @@ rounding.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import warnings
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 from ase import units
-from jax_md import quantity, simulate
+from jax_md import dataclasses as jmd_dataclasses
+from jax_md import simulate
 
 from .config import ENSEMBLES, MDConfig, canonical_ensemble, md_config
 
-__all__ = ["ENSEMBLES", "Integrator", "nve", "make_integrator", "canonical_ensemble"]
+__all__ = [
+    "ENSEMBLES",
+    "Integrator",
+    "NVEState",
+    "nve",
+    "make_integrator",
+    "canonical_ensemble",
+    "quiet_float64",
+]
+
+
+@contextlib.contextmanager
+def quiet_float64():
+    """Silence jax's "Explicitly requested dtype float64 … truncated" warnings while tracing.
+
+    jax-md's thermostats sum kinetic energies with ``dtype=float64``
+    (``jax_md.util.high_precision_sum``); without 64-bit JAX that request falls back to the
+    float32 sum of a float32 run, which is what the run computes anyway.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Explicitly requested dtype float64")
+        yield
+
+
+@jmd_dataclasses.dataclass
+class NVEState:
+    """Velocity-Verlet state: jax-md's ``NVEState`` fields plus the potential ``energy`` (eV)
+    at ``position``, computed with the forces at no extra cost (used by the health checks)."""
+
+    position: jax.Array
+    momentum: jax.Array
+    force: jax.Array
+    mass: jax.Array
+    energy: jax.Array
 
 
 def nve(energy_fn: Callable, shift_fn: Callable, dt: float):
-    """Velocity Verlet with ``dt`` kept in the state's dtype (jax-md ``NVEState``).
+    """Velocity Verlet with ``dt`` kept in the state's dtype (:class:`NVEState`).
 
     Returns:
         ``(init_fn(key, R, kT, mass, momenta=None, **kw), apply_fn(state, **kw))``.
     """
-    force_fn = quantity.force(energy_fn)
+
+    def force_fn(R, **kwargs):
+        e, g = jax.value_and_grad(energy_fn)(R, **kwargs)
+        return -g, e
 
     def init_fn(key, R, kT=0.0, mass=1.0, momenta=None, **kwargs):
         mass = jnp.asarray(mass, R.dtype)
@@ -36,14 +75,15 @@ def nve(energy_fn: Callable, shift_fn: Callable, dt: float):
         if momenta is None:
             momenta = jnp.sqrt(mass * kT) * jax.random.normal(key, R.shape, R.dtype)
             momenta = momenta - jnp.mean(momenta, axis=0, keepdims=True)
-        return simulate.NVEState(R, jnp.asarray(momenta, R.dtype), force_fn(R, **kwargs), mass)
+        f, e = force_fn(R, **kwargs)
+        return NVEState(R, jnp.asarray(momenta, R.dtype), f, mass, e)
 
     def apply_fn(state, **kwargs):
         h = jnp.asarray(dt, state.position.dtype)
         p = state.momentum + 0.5 * h * state.force
         R = shift_fn(state.position, h * p / state.mass, **kwargs)
-        f = force_fn(R, **kwargs)
-        return state.set(position=R, momentum=p + 0.5 * h * f, force=f)
+        f, e = force_fn(R, **kwargs)
+        return state.set(position=R, momentum=p + 0.5 * h * f, force=f, energy=e)
 
     return init_fn, apply_fn
 
