@@ -1,7 +1,7 @@
 """Padded, static-shape batches of atomic graphs.
 
 A :class:`Graph` holds ``G`` graphs with ``N`` nodes and ``E`` directed edges in total, padded to
-fixed budgets so that ``jit`` compiles once per budget. Conventions (TACE_SPEC §2.1):
+fixed budgets so that ``jit`` compiles once per budget. Conventions (docs/theory.md §2.1):
 
 * edge ``e`` goes from ``senders[e]`` (neighbour ``j``) to ``receivers[e]`` (centre ``i``);
   messages are summed at the receiver;

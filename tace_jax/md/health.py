@@ -70,7 +70,9 @@ class SimulationUnstable(RuntimeError):
         super().__init__(self._text())
 
     def _text(self) -> str:
-        where = f"atom {self.atom}" + ("" if self.replica is None else f" of replica {self.replica}")
+        where = f"atom {self.atom}" + (
+            "" if self.replica is None else f" of replica {self.replica}"
+        )
         if self.check.startswith("non-finite"):
             what = f"{where} has a non-finite value ({self.value})"
         else:

@@ -4,6 +4,8 @@
 in chunks of steps (``lax.scan`` inside ``jit``). Between chunks it checks the neighbour list's
 overflow flag; on overflow it reallocates the list (outside ``jit``, sized for where the chunk
 ended) and redoes the chunk from its start state, so no step ever runs with a truncated list.
+The health checks of :mod:`tace_jax.md.health` run inside the chunk; on a failure the state
+stops at the last healthy step and :class:`~tace_jax.md.health.SimulationUnstable` is raised.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 from tace_jax.inference.jax_md import md_system, pressure_fn
 
 from .config import MDConfig, md_config
-from .integrators import make_integrator
+from .health import SimulationUnstable, health_limits, make_step_check, raise_unstable, reference
+from .integrators import make_integrator, quiet_float64
 from .io import MDLogger, TrajectoryWriter
 
 __all__ = ["Simulation", "initial_momenta"]
@@ -62,6 +65,7 @@ class Simulation:
             …; see :func:`~tace_jax.inference.jax_md.md_system`), over ``atoms.info``/``arrays``.
         **overrides: :class:`~tace_jax.md.config.MDConfig` fields replacing those of
             ``config`` (``Simulation(pot, atoms, ensemble="nvt", temperature=300.0)``).
+        step: the step counter to start from (a restart continues at its saved step).
 
     Attributes:
         config: the validated configuration in use.
@@ -75,6 +79,7 @@ class Simulation:
         *,
         dtype=None,
         inputs: dict | None = None,
+        step: int = 0,
         **overrides,
     ):
         cfg = md_config(config, **overrides).validate("Simulation")
@@ -97,7 +102,8 @@ class Simulation:
         self.integrator = make_integrator(self.system, cfg)
         self.timestep = float(cfg.timestep)
         self.max_chunk = int(cfg.max_chunk)
-        self.step = 0
+        self.step = int(step)
+        self.limits = health_limits(cfg, self.ensemble)
         self.reallocations = 0
         self.history: list[dict] = []
         seed = int(cfg.seed)
@@ -110,7 +116,10 @@ class Simulation:
         self.nbrs = self._allocate(R, None)
         keys = jax.random.split(jax.random.PRNGKey(seed), len(atoms_list))
         init = self._map(self.integrator.init_fn)
-        self.state = jax.jit(init)(keys if self.batched else keys[0], R, P, self.nbrs)
+        with quiet_float64():
+            self.state = jax.jit(init)(keys if self.batched else keys[0], R, P, self.nbrs)
+        # drift reference of the health checks: the conserved energy at the start
+        self._ref = jax.jit(self._map(lambda s: reference(s, self.integrator.box_fn)))(self.state)
         self._chunks: dict[int, Callable] = {}
         self._observe = jax.jit(self._map(self._observe_one))
 
@@ -157,19 +166,60 @@ class Simulation:
                 nb = update(st.position, nb, box=integ.box_fn(st))
                 return integ.apply_fn(st, neighbor=nb), nb, _any_overflow(nb)
 
-            step = self._map(one)
+            if self.limits is None:
+                step = self._map(one)
 
-            def chunk(state, nbrs):
-                def body(carry, _):
-                    st, nb, ovf = carry
-                    st, nb, o = step(st, nb)
-                    return (st, nb, ovf | jnp.any(o)), None
+                def chunk(state, nbrs, ref):
+                    def body(carry, _):
+                        st, nb, ovf = carry
+                        st, nb, o = step(st, nb)
+                        return (st, nb, ovf | jnp.any(o)), None
 
-                carry = (state, nbrs, jnp.asarray(False))
-                return jax.lax.scan(body, carry, None, length=n)[0]
+                    carry = (state, nbrs, jnp.asarray(False))
+                    return (*jax.lax.scan(body, carry, None, length=n)[0], None)
 
+            else:
+                chunk = self._healthy_chunk(n, one)
             self._chunks[n] = jax.jit(chunk)
         return self._chunks[n]
+
+    def _healthy_chunk(self, n: int, one: Callable) -> Callable:
+        """A chunk that checks every step, records the first failure ``(index, code, atom,
+        value, replica)`` and from then on keeps the last healthy state."""
+        check = make_step_check(self.system, self.integrator.box_fn, self.limits)
+
+        def one_checked(st, nb, ref):
+            st1, nb1, o = one(st, nb)
+            return (st1, nb1, o, *check(st, st1, ref))
+
+        step = self._map(one_checked)
+        keep = lambda c, a, b: jax.tree_util.tree_map(lambda x, y: jnp.where(c, x, y), a, b)
+
+        def chunk(state, nbrs, ref):
+            h0, _ = ref
+            _, v0 = self._map(lambda s: reference(s, self.integrator.box_fn))(state)
+            ref = (h0, v0)
+
+            def body(carry, i):
+                st, nb, ovf, bad = carry
+                st1, nb1, o, code, atom, value = step(st, nb, ref)
+                frozen = bad[0] >= 0
+                ovf = ovf | (jnp.any(o) & ~frozen)
+                fail = jnp.reshape(code > 0, (-1,))
+                new = jnp.any(fail) & ~ovf & ~frozen  # a list overflow redoes the chunk instead
+                r = jnp.argmax(fail)
+                pick = lambda x: jnp.reshape(x, (-1,))[r]
+                found = (i, pick(code), pick(atom), pick(value).astype(bad[3].dtype), r)
+                bad = tuple(jnp.where(new, jnp.asarray(x, b.dtype), b) for x, b in zip(found, bad))
+                stop = frozen | new
+                return (keep(stop, st, st1), keep(stop, nb, nb1), ovf, bad), None
+
+            dtype = self.system.parts.dtype
+            bad = (jnp.int32(-1), jnp.int32(0), jnp.int32(0), jnp.zeros((), dtype), jnp.int32(0))
+            carry = (state, nbrs, jnp.asarray(False), bad)
+            return jax.lax.scan(body, carry, jnp.arange(n, dtype=jnp.int32))[0]
+
+        return chunk
 
     def _observe_one(self, st, nb):
         sys_, integ = self.system, self.integrator
@@ -195,7 +245,15 @@ class Simulation:
     def _advance(self, n: int, max_attempts: int = 6) -> None:
         st0, nb0 = self.state, self.nbrs
         for attempt in range(max_attempts):
-            st, nb, ovf = self._chunk_fn(n)(st0, nb0)
+            with quiet_float64():
+                st, nb, ovf, bad = self._chunk_fn(n)(st0, nb0, self._ref)
+            if bad is not None and int(bad[0]) >= 0:  # before any overflow: a real failure
+                self.state, self.nbrs = st, nb  # frozen at the last healthy step
+                try:
+                    raise_unstable(bad, self.step, self.limits, self.batched)
+                except SimulationUnstable as err:
+                    self.step = err.last_step
+                    raise
             if not bool(ovf):
                 self.state, self.nbrs = st, nb
                 return
@@ -215,11 +273,12 @@ class Simulation:
         """Observables of the current state (per replica when batched): ``step``, ``time_ps``,
         ``epot``, ``ekin``, ``etot`` (eV), ``temperature`` (K, 3N degrees of freedom),
         ``conserved`` (eV), and for periodic cells ``pressure_gpa`` and ``volume`` (Å³)."""
-        obs, nb, ovf = self._observe(self.state, self.nbrs)
-        if bool(jnp.any(ovf)):
-            self.reallocations += 1
-            self.nbrs = self._allocate(self.state.position, self._box(self.state))
-            obs, nb, _ = self._observe(self.state, self.nbrs)
+        with quiet_float64():
+            obs, nb, ovf = self._observe(self.state, self.nbrs)
+            if bool(jnp.any(ovf)):
+                self.reallocations += 1
+                self.nbrs = self._allocate(self.state.position, self._box(self.state))
+                obs, nb, _ = self._observe(self.state, self.nbrs)
         self.nbrs = nb
         base = {"step": self.step, "time_ps": self.step * self.timestep * 1e-3}
         base["conserved"] = float("nan")  # replaced where the ensemble conserves something
@@ -231,7 +290,7 @@ class Simulation:
 
     def get_atoms(self, replica: int = 0):
         """The current structure as ``ase.Atoms`` (positions, velocities, cell; energy and forces
-        on a ``SinglePointCalculator``)."""
+        on a ``SinglePointCalculator``; ``info["md_step"]`` and ``info["md_time_ps"]``)."""
         pick = (lambda x: x[replica]) if self.batched else (lambda x: x)
         st = jax.tree_util.tree_map(pick, self.state)
         box = self.integrator.box_fn(st)
@@ -246,6 +305,8 @@ class Simulation:
         nb = self.system.neighbor_fn.update(st.position, nb, box=box)
         e = float(self.system.energy_fn(st.position, neighbor=nb, box=box))
         atoms.calc = SinglePointCalculator(atoms, energy=e, forces=np.asarray(st.force))
+        atoms.info["md_step"] = int(self.step)
+        atoms.info["md_time_ps"] = self.step * self.timestep * 1e-3
         return atoms
 
     def run(
@@ -257,6 +318,7 @@ class Simulation:
         logfile=None,
         progress: bool = True,
         callback: Callable | None = None,
+        restart=None,
     ) -> list:
         """Advance ``steps`` steps.
 
@@ -272,9 +334,16 @@ class Simulation:
                 :class:`~tace_jax.md.io.MDLogger` (left open).
             progress: show a tqdm bar.
             callback: ``callback(sim, observation)`` after each observation.
+            restart: extxyz path for the last healthy frame when a health check fails
+                (positions, momenta, cell, ``info["md_step"]``; replica of the failure).
 
         Returns:
             the observations made during this call (also appended to ``history``).
+
+        Raises:
+            SimulationUnstable: a health check failed; the simulation (and ``step``) stopped at
+                the last healthy step, the trajectory holds the frames written before it, and
+                the error carries that frame (``atoms``) and the ``restart`` path.
         """
         from tqdm.auto import tqdm
 
@@ -320,6 +389,14 @@ class Simulation:
                         bar.set_postfix(T=f"{first['temperature']:.1f}", E=f"{first['etot']:.5f}")
                     if writer is not None and stop % traj_interval == 0:
                         writer.write(self.get_atoms())
+        except SimulationUnstable as err:
+            atoms = self.get_atoms(err.replica or 0)
+            if restart is not None:
+                import ase.io
+
+                ase.io.write(str(restart), atoms, format="extxyz")
+            err.set_restart(atoms, restart)
+            raise
         finally:
             if logger is not None and logger is not logfile:
                 logger.close()

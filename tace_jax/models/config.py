@@ -17,9 +17,9 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tace_jax.nn.charges import CHARGE_HEADS as _CHARGE_HEADS
 from tace_jax.nn.uee import UEE_GATES, UEE_PROPERTIES
 from tace_jax.nn.uie import FLOAT_UIE, INTEGER_UIE
+from tace_jax.ops import CHARGE_HEADS as _CHARGE_HEADS
 from tace_jax.ops import L1L2_OPTIONS
 
 __all__ = [

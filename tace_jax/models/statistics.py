@@ -1,4 +1,4 @@
-"""``Statistics``: dataset constants that enter the model as fixed buffers (TACE_SPEC §2.9).
+"""``Statistics``: dataset constants that enter the model as fixed buffers (docs/theory.md §2.9).
 
 Per fidelity level ``m`` and element ``z`` (columns follow the model's sorted
 ``atomic_numbers``): reference energies ``E0``, scale ``σ`` and shift ``μ``; plus the average

@@ -30,7 +30,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from tace_jax.data.graph import Graph, edge_vectors
-from tace_jax.nn.charges import lagrangian_charges, uniform_charges
 from tace_jax.nn.embedding import NodeEmbedding
 from tace_jax.nn.interaction import Interaction
 from tace_jax.nn.product import Product
@@ -40,8 +39,10 @@ from tace_jax.nn.uie import UniversalInvariantEmbedding
 from tace_jax.ops import (
     cartesian_harmonics,
     irreps_to_matrix,
+    lagrangian_charges,
     radial_features,
     safe_normalize,
+    uniform_charges,
     zbl_node_energy,
 )
 from tace_jax.properties import cell_volume

@@ -1,4 +1,4 @@
-"""Node embedding ``h⁽⁰⁾_{i,c} = W_{z_i,c}/√Z_n`` (TACE_SPEC §2.2): a bias-free linear layer of
+"""Node embedding ``h⁽⁰⁾_{i,c} = W_{z_i,c}/√Z_n`` (docs/theory.md §2.2): a bias-free linear layer of
 the one-hot element vector, rank 0 only. The optional universal invariant embeddings (UIE) of
 the reference are not implemented."""
 

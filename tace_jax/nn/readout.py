@@ -1,4 +1,4 @@
-"""Per-layer readouts (TACE_SPEC §2.8).
+"""Per-layer readouts (docs/theory.md §2.8).
 
 * Scalar readout of ``h_{i,0}``: a single ``Dense(C→M)`` (``α = 1/√C``) for intermediate
   layers; ``Dense(C→16M) → SiLU → Dense(16M→M)`` with *backward* init for the last layer.

@@ -1,4 +1,4 @@
-"""Universal equivariant embedding (UEE; TACE_SPEC §2.5, docs/theory.md §2.5).
+"""Universal equivariant embedding (UEE; docs/theory.md §2.5, docs/theory.md §2.5).
 
 A rank-1 property ``F`` (``electric_field``, ``magnetic_field`` per graph,
 ``initial_noncollinear_magmoms`` per atom) is injected into the rank-1 A-basis of every layer

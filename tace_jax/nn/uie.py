@@ -1,4 +1,4 @@
-"""Universal invariant embedding (UIE; TACE_SPEC §2.2, docs/theory.md §2.2).
+"""Universal invariant embedding (UIE; docs/theory.md §2.2, docs/theory.md §2.2).
 
 Each embedded property ``p`` becomes a vector ``e_p ∈ ℝ^C`` per atom:
 

@@ -12,6 +12,9 @@ Everything here works under ``jit``, ``vmap`` and ``grad`` in float32 and float6
 Constant matrices (``Q_l``, ``Π_l``, ``K^{(l1 l2 l3)}``) are built once in float64 numpy and cached.
 """
 
+from ._charges import CHARGE_HEADS as CHARGE_HEADS
+from ._charges import lagrangian_charges as lagrangian_charges
+from ._charges import uniform_charges as uniform_charges
 from ._coupling import L1L2_OPTIONS as L1L2_OPTIONS
 from ._coupling import contraction_order as contraction_order
 from ._coupling import couple as couple
@@ -57,6 +60,9 @@ from .les_bec import les_bec as les_bec
 from .les_bec import les_bec_graph as les_bec_graph
 
 __all__ = [
+    "CHARGE_HEADS",
+    "lagrangian_charges",
+    "uniform_charges",
     "COVALENT_RADII",
     "L1L2_OPTIONS",
     "bessel_basis",

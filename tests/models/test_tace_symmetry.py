@@ -224,7 +224,7 @@ def _count_params(cfg: TACEConfig) -> int:
 
 
 def _formula(cfg: TACEConfig) -> int:
-    """TACE_SPEC §2.12 (energy head only)."""
+    """docs/theory.md §2.12 (energy head only)."""
     c, ch, zn, beta, t_layers = (
         cfg.num_channel,
         cfg.num_channel_hidden,

@@ -1,5 +1,5 @@
-"""Charge heads (TACE_SPEC §2.10, docs/theory.md §2.10): per-atom charges that sum to the total
-charge of each graph.
+"""Charge heads (docs/theory.md §2.10): per-atom charges that sum to the total charge of each
+graph.
 
 * ``"lagrangian"`` (QEq-like): two scalar heads give ``χ_i`` and ``η_i``; with
   ``η'_i = 1/√(η_i² + 10⁻¹²)``,
@@ -11,7 +11,8 @@ charge of each graph.
   to ``Q``); this port implements the sign above, which conserves the charge.
 
 Sums run over the real atoms of each graph; padding atoms get ``q = 0``. These are pure
-functions (the heads themselves are :class:`~tace_jax.nn.ScalarReadout` modules).
+functions (the heads that produce their inputs are
+:class:`~tace_jax.nn.ScalarReadout` modules).
 """
 
 from __future__ import annotations
