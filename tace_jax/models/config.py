@@ -21,6 +21,7 @@ from tace_jax.nn.uee import UEE_GATES, UEE_PROPERTIES
 from tace_jax.nn.uie import FLOAT_UIE, INTEGER_UIE
 from tace_jax.ops import CHARGE_HEADS as _CHARGE_HEADS
 from tace_jax.ops import L1L2_OPTIONS
+from tace_jax.ops.latent_ewald import NORM_FACTOR
 
 __all__ = [
     "TACEConfig",
@@ -30,6 +31,7 @@ __all__ = [
     "InvariantEmbedding",
     "EquivariantEmbedding",
     "CHARGE_HEADS",
+    "LES_CHARGE_SOURCES",
 ]
 
 MODEL_HEADS = (
@@ -49,6 +51,7 @@ DIRECT_HEAD_RANKS = {
 }
 _ACTS = ("silu",)
 CHARGE_HEADS = (None, *_CHARGE_HEADS)
+LES_CHARGE_SOURCES = ("latent", "lagrangian")
 
 
 def _err(field: str, msg: str) -> ValueError:
@@ -207,6 +210,15 @@ class TACEConfig:
         charge_head: ``None``, ``"lagrangian"`` or ``"uniform_distribution"``: predict
             per-atom ``charges`` that sum to the input ``total_charge`` (TACE_SPEC §2.10;
             the uniform head uses ``q_i = c_i + (Q − Σc)/N``, v0.1.0 has the sign reversed).
+        les: add the Latent Ewald Summation energy (docs/theory.md §4); outputs
+            ``latent_charges [N]`` and ``les_energy [G]``.
+        les_sigma, les_dl: Gaussian width σ and grid resolution dl (Å, ``k_c = 2π/dl``).
+        les_remove_self_interaction: leave out the Gaussian self energy.
+        les_norm_factor: ``ℵ = 1/(2ε₀)`` in eV·Å/e² (90.4756; 90.0474 for v0.1.0 parity).
+        les_output_scale: factor on the latent readout (``None``: 1, as v0.1.0).
+        les_charge_source: ``"latent"`` (a readout summed over layers) or ``"lagrangian"``
+            (the charges of ``charge_head="lagrangian"``, constrained to ``total_charge``).
+        les_epsilon_factor, les_remove_mean: ε∞ and mean removal of the LES Born charges.
     """
 
     atomic_numbers: tuple[int, ...] = ()
@@ -236,6 +248,15 @@ class TACEConfig:
     equivariant_embeddings: tuple[EquivariantEmbedding, ...] = ()
     uie_readout: bool = False
     charge_head: str | None = None
+    les: bool = False
+    les_sigma: float = 1.0
+    les_dl: float = 2.0
+    les_remove_self_interaction: bool = True
+    les_norm_factor: float = NORM_FACTOR
+    les_output_scale: float | None = None
+    les_charge_source: str = "latent"
+    les_epsilon_factor: float = 1.0
+    les_remove_mean: bool = True
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
@@ -244,6 +265,9 @@ class TACEConfig:
         set_("readout_hidden", tuple(int(w) for w in self.readout_hidden))
         set_("targets", tuple(self.targets))
         set_("cutoff", float(self.cutoff))
+        for name in ("les_sigma", "les_dl", "les_norm_factor", "les_epsilon_factor"):
+            if isinstance(getattr(self, name), int) and not isinstance(getattr(self, name), bool):
+                set_(name, float(getattr(self, name)))
         set_(
             "invariant_embeddings",
             _specs(self.invariant_embeddings, InvariantEmbedding, "invariant_embeddings"),
@@ -324,6 +348,26 @@ class TACEConfig:
             raise _err("equivariant_embeddings", f"need lmax_edge >= 1, got {self.lmax_edge}")
         if self.charge_head not in CHARGE_HEADS:
             raise _err("charge_head", f"must be one of {CHARGE_HEADS}, got {self.charge_head!r}")
+        self._validate_les()
+
+    def _validate_les(self) -> None:
+        for name in ("les", "les_remove_self_interaction", "les_remove_mean"):
+            if not isinstance(getattr(self, name), bool):
+                raise _err(name, f"must be a bool, got {getattr(self, name)!r}")
+        for name in ("les_sigma", "les_dl", "les_norm_factor", "les_epsilon_factor"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < float("inf"):
+                raise _err(name, f"must be a finite number > 0, got {v!r}")
+        v = self.les_output_scale
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise _err("les_output_scale", f"must be None or a number, got {v!r}")
+        if self.les_charge_source not in LES_CHARGE_SOURCES:
+            raise _err(
+                "les_charge_source",
+                f"must be one of {LES_CHARGE_SOURCES}, got {self.les_charge_source!r}",
+            )
+        if self.les and self.les_charge_source == "lagrangian" and self.charge_head != "lagrangian":
+            raise _err("les_charge_source", "'lagrangian' needs charge_head='lagrangian'")
 
     # ------------------------------------------------------------------------- derived values
     @property
@@ -366,6 +410,8 @@ class TACEConfig:
             out.append("direct_stress")
         if self.charge_head is not None:
             out.append("charges")
+        if self.les:
+            out += ["latent_charges", "les_energy"]
         return tuple(out)
 
     @property

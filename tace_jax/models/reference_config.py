@@ -5,14 +5,18 @@ The reference keys map as follows (TACE_SPEC §5.1): ``Lmax``/``lmax`` → ``lma
 ``readout_hidden`` (v0.1.0 ignores ``readout_emlp.hidden``), ``short_range.zbl.enable`` →
 ``zbl``, the enabled entries of ``universal_embedding.invariant``/``.equivariant`` (in key
 order) → ``invariant_embeddings``/``equivariant_embeddings``,
-``readout_emlp.enable_uie_readout`` → ``uie_readout`` and, when ``charges`` is a target,
-``conservation.charges.method`` → ``charge_head``.
+``readout_emlp.enable_uie_readout`` → ``uie_readout``, when ``charges`` is a target,
+``conservation.charges.method`` → ``charge_head``, and ``long_range.les`` (enabled, charge-only)
+→ the ``les_*`` fields (``les_arguments.sigma``, ``dl``, ``remove_self_interaction``,
+``remove_mean``, ``epsilon_factor``; ℵ = 90.0474 as in v0.1.0).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from tace_jax.ops.latent_ewald import NORM_FACTOR_V010
 
 from .config import MODEL_HEADS, TACEConfig
 
@@ -48,9 +52,32 @@ def _unsupported(mc: Mapping[str, Any]) -> list[str]:
         out.append("readout_emlp.bias")
     if ro.get("gate", "silu") != "silu":
         out.append(f"readout_emlp.gate={ro.get('gate')!r}")
-    if ((mc.get("long_range") or {}).get("les") or {}).get("enable", False):
-        out.append("long_range.les")
+    les = (mc.get("long_range") or {}).get("les") or {}
+    if les.get("enable", False) and (les.get("les_arguments") or {}).get("use_atomwise", False):
+        out.append("long_range.les.les_arguments.use_atomwise=True")
     return out
+
+
+def _les_fields(mc: Mapping[str, Any]) -> dict[str, Any]:
+    """``TACEConfig`` LES fields from ``long_range.les`` (docs/theory.md §4).
+
+    The reference is v0.1.0, so ``norm_factor`` defaults to its 90.0474 unless the section
+    names one; ``output_scale`` (a later TACE option) is read when present.
+    """
+    les = (mc.get("long_range") or {}).get("les") or {}
+    if not les.get("enable", False):
+        return {}
+    a = les.get("les_arguments") or {}
+    return {
+        "les": True,
+        "les_sigma": float(a.get("sigma", 1.0)),
+        "les_dl": float(a.get("dl", 2.0)),
+        "les_remove_self_interaction": bool(a.get("remove_self_interaction", True)),
+        "les_norm_factor": float(a.get("norm_factor", NORM_FACTOR_V010)),
+        "les_output_scale": les.get("output_scale", a.get("output_scale")),
+        "les_epsilon_factor": float(a.get("epsilon_factor", 1.0)),
+        "les_remove_mean": bool(a.get("remove_mean", True)),
+    }
 
 
 def config_from_model_config(
@@ -69,7 +96,7 @@ def config_from_model_config(
 
     Raises:
         NotImplementedError: for reference options that this port does not implement
-            (LES, interaction nonlinearity, resnet, density normaliser, …).
+            (LES with ``use_atomwise``, interaction nonlinearity, resnet, …).
         ValueError: invalid values (from :class:`TACEConfig` validation).
     """
     mc = model_config
@@ -117,6 +144,7 @@ def config_from_model_config(
         equivariant_embeddings=_embeddings(ue.get("equivariant") or {}, integer=False),
         uie_readout=bool(ro.get("enable_uie_readout", False)),
         charge_head=charge_head,
+        **_les_fields(mc),
     )
 
 

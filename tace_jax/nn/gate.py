@@ -13,6 +13,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from tace_jax.ops import vector_gate
+
 __all__ = ["NormGate"]
 
 
@@ -35,5 +37,4 @@ class NormGate(nn.Module):
         c = x.shape[-1]
         w = self.param("weight", nn.initializers.ones, (c,), self.param_dtype).astype(x.dtype)
         b = self.param("bias", nn.initializers.zeros, (c,), self.param_dtype).astype(x.dtype)
-        sq = jnp.sum(x * x, axis=-2, keepdims=True)  # [..., 1, C]
-        return jax.nn.sigmoid(w * sq + b) * x
+        return vector_gate(x, w, b, "silu")

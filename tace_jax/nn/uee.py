@@ -1,4 +1,4 @@
-"""Universal equivariant embedding (UEE; docs/theory.md §2.5, docs/theory.md §2.5).
+"""Universal equivariant embedding (UEE; docs/theory.md §2.5).
 
 A rank-1 property ``F`` (``electric_field``, ``magnetic_field`` per graph,
 ``initial_noncollinear_magmoms`` per atom) is injected into the rank-1 A-basis of every layer
@@ -26,30 +26,16 @@ from __future__ import annotations
 from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
+
+from tace_jax.ops import GATES, vector_gate
 
 from .linear import Linear
 
-__all__ = ["UniversalEquivariantEmbedding", "UEE_PROPERTIES", "UEE_GATES", "vector_gate"]
+__all__ = ["UniversalEquivariantEmbedding", "UEE_PROPERTIES", "UEE_GATES"]
 
 UEE_PROPERTIES = ("electric_field", "magnetic_field", "initial_noncollinear_magmoms")
-UEE_GATES = (None, "silu", "tanh", "jilu")
-
-
-def vector_gate(x: jnp.ndarray, gamma: jnp.ndarray, beta: jnp.ndarray, kind: str) -> jnp.ndarray:
-    """Norm gate of ``x [..., 3, C]`` (channels last), see the module docstring."""
-    n = gamma * jnp.sum(x * x, axis=-2, keepdims=True) + beta
-    if kind == "silu":
-        f = jax.nn.sigmoid(n)
-    elif kind == "tanh":
-        zero = n == 0
-        f = jnp.where(zero, 0.0, jnp.tanh(n) / jnp.where(zero, 1.0, n))
-    elif kind == "jilu":
-        f = jnp.tanh(n)
-    else:
-        raise ValueError(f"vector_gate: unknown gate {kind!r}; options: {UEE_GATES[1:]}")
-    return f * x
+UEE_GATES = (None, *GATES)
 
 
 class UniversalEquivariantEmbedding(nn.Module):

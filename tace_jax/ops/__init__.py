@@ -25,6 +25,8 @@ from ._coupling import rank_relation as rank_relation
 from ._fused import couple_batched as couple_batched
 from ._fused import edge_messages as edge_messages
 from ._fused import product_step as product_step
+from ._gate import GATES as GATES
+from ._gate import vector_gate as vector_gate
 from ._harmonics import cartesian_harmonics as cartesian_harmonics
 from ._ictd import decompose as decompose
 from ._ictd import ictd_path_bases as ictd_path_bases
@@ -60,6 +62,8 @@ from .les_bec import les_bec as les_bec
 from .les_bec import les_bec_graph as les_bec_graph
 
 __all__ = [
+    "GATES",
+    "vector_gate",
     "CHARGE_HEADS",
     "lagrangian_charges",
     "uniform_charges",

@@ -14,8 +14,7 @@ import pytest
 
 from tace_jax.data import atoms_to_graph_dict, collate, pad_graph
 from tace_jax.models import TACE, Statistics, TACEConfig
-from tace_jax.nn.uee import vector_gate
-from tace_jax.ops import lagrangian_charges, uniform_charges
+from tace_jax.ops import lagrangian_charges, uniform_charges, vector_gate
 from tace_jax.testing import Rep, assert_equivariant
 
 SMALL = dict(
