@@ -3,6 +3,11 @@
 The YAML file holds the keys of :class:`MDRunConfig` (``--print-config`` prints the defaults);
 ``key=value`` arguments override them. Outputs go to ``output``: ``md.log`` (thermodynamics),
 the trajectory (extxyz, or ASE ``.traj``), ``final.extxyz`` and ``summary.json``.
+
+When a health check (:mod:`tace_jax.md.health`) fails, the command exits with status 3 and a
+one-line message naming the check, the step and the worst atom; the trajectory keeps the frames
+written before the failure and ``restart.extxyz`` holds the last healthy frame. Run again with
+``restart=OUTPUT/restart.extxyz`` (or that file as ``structure``) to continue at its step.
 """
 
 from __future__ import annotations
@@ -16,11 +21,12 @@ import sys
 import yaml
 
 from tace_jax.md.config import MDConfig
+from tace_jax.md.health import SimulationUnstable
 
 __all__ = ["MDRunConfig", "load_md_config", "load_potential", "main", "run"]
 
 #: Keys of ``tace-jax md`` that are not MD options (printed first by ``--print-config``).
-_RUN_KEYS = ("model", "structure", "index", "dtype", "steps", "output", "trajectory")
+_RUN_KEYS = ("model", "structure", "index", "restart", "dtype", "steps", "output", "trajectory")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +37,9 @@ class MDRunConfig(MDConfig):
     Attributes:
         model: ``.tace`` file from ``Potential.save`` (or a reference ``.npz`` + ``.json``).
         structure: any file ASE reads (extxyz, cif, POSCAR, …); ``index`` selects the frame.
+            A frame written by ``tace-jax md`` (``info["md_step"]``) continues at its step.
+        restart: a restart file (``restart.extxyz`` of a stopped run, or any frame it wrote):
+            replaces ``structure`` (last frame); the run continues at its ``md_step``.
         dtype: ``float32`` or ``float64`` (needs 64-bit JAX, ``JAX_ENABLE_X64=1``).
         ensemble: as in :class:`~tace_jax.md.config.MDConfig`; default ``nvt`` here.
         steps: number of MD steps.
@@ -42,6 +51,7 @@ class MDRunConfig(MDConfig):
     model: str = ""
     structure: str = ""
     index: int = -1
+    restart: str = ""
     dtype: str = "float32"
     ensemble: str = "nvt"
     steps: int = 1000
@@ -60,8 +70,8 @@ class MDRunConfig(MDConfig):
 
         if not self.model:
             bad("model", "is required (path to a saved model)")
-        if not self.structure:
-            bad("structure", "is required (path to a structure file)")
+        if not self.structure and not self.restart:
+            bad("structure", "is required (path to a structure file, or give restart)")
         if self.dtype not in ("float32", "float64"):
             bad("dtype", f"must be float32 or float64, got {self.dtype!r}")
         if not self.replicas > 0:
@@ -112,6 +122,8 @@ def _coerce(field: dataclasses.Field, value, where: str):
     if value is None:
         return None
     kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")
+    if "str" in kind and isinstance(value, str) and value.lower() == "auto":
+        return "auto"
     try:
         if kind.startswith("bool"):
             if isinstance(value, str):
@@ -155,10 +167,14 @@ def run(cfg: MDRunConfig) -> dict:
     from tace_jax.md.run import run_md
 
     pot = load_potential(cfg.model, cfg.dtype)
+    path, index = (cfg.restart, -1) if cfg.restart else (cfg.structure, cfg.index)
+    if not pathlib.Path(path).exists():
+        raise FileNotFoundError(f"structure file {path!r} does not exist")
     try:
-        atoms = ase.io.read(cfg.structure, index=cfg.index)
+        atoms = ase.io.read(path, index=index)
     except Exception as err:
-        raise ValueError(f"{cfg.structure}: cannot read frame {cfg.index} ({err})") from err
+        raise ValueError(f"{path}: cannot read frame {index} ({err})") from err
+    start = int(atoms.info.get("md_step", 0))
     out = pathlib.Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
     system = [atoms.copy() for _ in range(cfg.replicas)] if cfg.replicas > 1 else atoms
@@ -171,11 +187,14 @@ def run(cfg: MDRunConfig) -> dict:
         logfile=out / "md.log",
         progress=cfg.progress,
         dtype=cfg.dtype,
+        restart=out / "restart.extxyz",
+        step=start,
     )
     ase.io.write(out / "final.extxyz", res["simulation"].get_atoms(), format="extxyz")
     keys = ("num_atoms", "steps", "wall_time_s", "atom_steps_per_s", "mean_temperature", "final")
     summary = {"config": cfg.as_dict()} | {k: res[k] for k in keys}
     summary["reallocations"] = res["reallocations"]
+    summary["first_step"], summary["last_step"] = start, start + cfg.steps
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -200,6 +219,10 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"tace-jax md: error: {err}", file=sys.stderr)
         return 2
+    except SimulationUnstable as err:
+        traj = pathlib.Path(cfg.output) / cfg.trajectory
+        print(f"tace-jax md: error: {err}; trajectory so far in {traj}", file=sys.stderr)
+        return 3
     f = summary["final"]
     print(
         f"done: {summary['steps']} steps of {summary['num_atoms']} atoms in "

@@ -163,7 +163,8 @@ def structure_to_atoms(structure: Structure):
             atoms.arrays["born_effective_charges"] = np.array(v).reshape(-1, 9)
         elif k not in calc_keys:
             atoms.info[k] = np.array(v) if np.ndim(v) else v
-    atoms.info["level"] = structure.level
+    if structure.level:  # level 0 is the default: no spurious "unused input" warnings
+        atoms.info["level"] = structure.level
     atoms.info["weight"] = structure.weight
     if structure.charges is not None:  # a model input too (read from atoms.arrays)
         atoms.arrays["charges"] = np.array(structure.charges)

@@ -13,6 +13,7 @@ I/O to :mod:`tace_jax.models.format`, batching, bucketing, compilation and outpu
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ import numpy as np
 from tace_jax.data.graph import Graph, single_atom_graph
 from tace_jax.models.config import TACEConfig
 from tace_jax.models.format import PotentialFormatError, read_model, write_model
+from tace_jax.models.les import batch_les_static, les_born_charges
 from tace_jax.models.reference import load_reference
 from tace_jax.models.statistics import Statistics
 from tace_jax.models.tace import TACE
@@ -77,7 +79,27 @@ class Potential:
             self.dtype,
             input_names=config.input_names,
             input_limits=config.input_limits,
+            **self._les_hooks(),
         )
+
+    def _les_hooks(self) -> dict:
+        """Predictor hooks of a LES model: the bucketed k-grid and the LES Born charges."""
+        if not self.config.les:
+            return {}
+        self._les_kgrid = None  # grown by batch_les_static (docs/theory.md §4)
+        bec = functools.partial(
+            les_born_charges,
+            epsilon_factor=self.config.les_epsilon_factor,
+            remove_mean=self.config.les_remove_mean,
+        )
+        return {
+            "static_args": self._les_static,
+            "extra_properties": {"les_born_effective_charges": bec},
+        }
+
+    def _les_static(self, graph: Graph) -> dict:
+        static, self._les_kgrid = batch_les_static(graph, self.config.les_dl, self._les_kgrid)
+        return static
 
     # ------------------------------------------------------------------ construction / IO
     @classmethod
@@ -166,9 +188,11 @@ class Potential:
         """Raw model outputs for a padded graph (not jitted)."""
         return self.model.apply(self.variables, graph, edge_vecs=edge_vecs)
 
-    def apply_fn(self, variables, graph: Graph, edge_vecs=None) -> dict:
-        """``apply_fn(variables, graph, edge_vecs=None)`` for :func:`compute_properties`."""
-        return self.model.apply(variables, graph, edge_vecs=edge_vecs)
+    def apply_fn(self, variables, graph: Graph, edge_vecs=None, **static) -> dict:
+        """``apply_fn(variables, graph, edge_vecs=None)`` for :func:`compute_properties`
+        (``static``: module attributes such as ``les_kgrid``, bound per batch)."""
+        model = self.model.clone(**static) if static else self.model
+        return model.apply(variables, graph, edge_vecs=edge_vecs)
 
     def energy_fn(self, graph: Graph):
         """``(positions [N,3], cell [G,3,3] | None) -> total energy`` of the real graphs.
@@ -177,9 +201,14 @@ class Potential:
         jit-able.
         """
 
+        model = self.model
+        if self.config.les:  # grid of the initial cell with 10 % headroom (NPT)
+            static, _ = batch_les_static(graph, self.config.les_dl / 1.1)
+            model = model.clone(**static)
+
         def energy(positions, cell=None):
             g = graph.replace(positions=positions, cell=graph.cell if cell is None else cell)
-            out = self.model.apply(self.variables, g)
+            out = model.apply(self.variables, g)
             return jnp.sum(jnp.where(g.graph_mask, out["energy"], 0.0))
 
         return energy
@@ -197,6 +226,8 @@ class Potential:
     def available_properties(self) -> tuple[str, ...]:
         """Every property name :meth:`predict` accepts for this model."""
         heads = [t for t in self.config_heads() if t != "energy"]
+        if self.config.les:
+            heads += ["les_energy", "les_born_effective_charges"]
         return tuple(dict.fromkeys((*PROPERTY_NAMES, "scalar_descriptor", *heads)))
 
     def config_heads(self) -> tuple[str, ...]:
@@ -204,6 +235,8 @@ class Potential:
         heads = list(self.config.targets)
         if self.config.charge_head:
             heads.append("charges")
+        if self.config.les:
+            heads.append("latent_charges")
         return tuple(heads)
 
     def predict(

@@ -9,6 +9,7 @@ structure. It knows nothing about TACE: any ``apply_fn(variables, graph, edge_ve
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -38,6 +39,7 @@ GRAPH_OUTPUTS = frozenset(
         "conservative_polarizability",
         "magnetization",
         "magnetic_susceptibility",
+        "les_energy",
     }
 )
 
@@ -62,6 +64,10 @@ class Predictor:
         dtype: compute dtype of positions, cells and float inputs.
         input_names: model inputs to assemble into ``graph.extras``.
         input_limits: exclusive upper bounds of integer inputs (e.g. ``{"level": 3}``).
+        static_args: optional ``graph -> dict`` of hashable keyword arguments for ``apply_fn``
+            computed on the host per batch (e.g. the LES k-grid); part of the compile key.
+        extra_properties: optional ``{name: f(apply_fn, variables, graph) -> array}`` for
+            properties that ``compute_properties`` does not know (e.g. LES Born charges).
 
     Attributes:
         trace_count: how many times a function was traced (one per compile).
@@ -75,6 +81,8 @@ class Predictor:
         dtype,
         input_names: Sequence[str] = (),
         input_limits: Mapping[str, int] | None = None,
+        static_args=None,
+        extra_properties: Mapping[str, Any] | None = None,
     ):
         check_input_names(input_names)
         self.apply_fn = apply_fn
@@ -83,6 +91,8 @@ class Predictor:
         self.dtype = np.dtype(dtype)
         self.input_names = tuple(input_names)
         self.input_limits = dict(input_limits or {})
+        self.static_args = static_args
+        self.extra_properties = dict(extra_properties or {})
         self.trace_count = 0
         self._fns: dict = {}
         self._warned: set[str] = set()
@@ -126,14 +136,28 @@ class Predictor:
     def compute(self, variables, graph: Graph, properties: Sequence[str]) -> dict:
         """Jitted :func:`~tace_jax.properties.compute_properties` (one compile per shape)."""
         properties = tuple(properties)
-        if properties not in self._fns:
+        apply, static = self._static_apply(graph)
+        key = (properties, static)
+        if key not in self._fns:
+            extra = [p for p in properties if p in self.extra_properties]
+            base = tuple(p for p in properties if p not in self.extra_properties)
 
             def fn(variables, graph):
                 self.trace_count += 1
-                return compute_properties(self.apply_fn, variables, graph, properties)
+                out = compute_properties(apply, variables, graph, base)
+                for p in extra:
+                    out[p] = self.extra_properties[p](apply, variables, graph)
+                return out
 
-            self._fns[properties] = jax.jit(fn)
-        return self._fns[properties](variables, graph)
+            self._fns[key] = jax.jit(fn)
+        return self._fns[key](variables, graph)
+
+    def _static_apply(self, graph: Graph):
+        """``(apply_fn with the batch's static arguments bound, their hashable key)``."""
+        if self.static_args is None:
+            return self.apply_fn, ()
+        static = self.static_args(graph)
+        return functools.partial(self.apply_fn, **static), tuple(sorted(static.items()))
 
     def predict(
         self,
@@ -162,12 +186,13 @@ class Predictor:
         d = self.graph_dict(atoms, "structure 0", inputs)
         graph = self.pad(collate([d]), 1)
         n = len(d["positions"])
-        key = ("hessian", n, int(chunk_size), graph.budgets)
+        apply, static = self._static_apply(graph)
+        key = ("hessian", n, int(chunk_size), graph.budgets, static)
         if key not in self._fns:
 
             def fn(variables, graph):
                 self.trace_count += 1
-                return hessian(self.apply_fn, variables, graph, chunk_size, num_atoms=n)
+                return hessian(apply, variables, graph, chunk_size, num_atoms=n)
 
             self._fns[key] = jax.jit(fn)
         return np.asarray(self._fns[key](variables, graph))[:, :, :n, :]

@@ -1,7 +1,7 @@
 """Molecular dynamics with jax-md: energy functions of any potential satisfying
 :class:`~tace_jax.inference.protocol.PotentialProtocol` (model inputs such as an external field held
 fixed), neighbour lists for any cell, NVE / NVT / NPT runners with overflow recovery, batched
-replicas and differentiable rollouts, all configured by one :class:`MDConfig`."""
+replicas, health checks and differentiable rollouts, all configured by one :class:`MDConfig`."""
 
 from tace_jax.inference.jax_md import MDSystem as MDSystem
 from tace_jax.inference.jax_md import md_system as md_system
@@ -14,6 +14,7 @@ from tace_jax.inference.protocol import PotentialProtocol as PotentialProtocol
 from .config import ENSEMBLES as ENSEMBLES
 from .config import MDConfig as MDConfig
 from .differentiable import nve_rollout as nve_rollout
+from .health import SimulationUnstable as SimulationUnstable
 from .integrators import make_integrator as make_integrator
 from .io import MDLogger as MDLogger
 from .io import TrajectoryWriter as TrajectoryWriter
@@ -29,6 +30,7 @@ __all__ = [
     "MDSystem",
     "PotentialProtocol",
     "Simulation",
+    "SimulationUnstable",
     "TrajectoryWriter",
     "initial_momenta",
     "make_integrator",

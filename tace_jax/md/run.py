@@ -26,6 +26,8 @@ def run_md(
     callback=None,
     dtype=None,
     inputs: dict | None = None,
+    restart=None,
+    step: int = 0,
     **overrides,
 ) -> dict:
     """Run ``steps`` MD steps of ``atoms`` with ``potential`` and summarise them.
@@ -46,6 +48,8 @@ def run_md(
         callback: ``callback(sim, observation)`` after each observation.
         dtype: computation dtype (default: the potential's).
         inputs: fixed model inputs (``{"electric_field": [0, 0, 0.1]}``, …).
+        restart: path for the last healthy frame should a health check fail.
+        step: the step counter to start from (continuing a restart).
         **overrides: :class:`~tace_jax.md.config.MDConfig` fields replacing those of ``config``.
 
     Returns:
@@ -58,15 +62,19 @@ def run_md(
         energies), ``observations`` (the log; replica 0 when batched), ``final`` (the last
         observation of replica 0) and ``simulation`` (the :class:`Simulation`, for more steps
         or :meth:`~Simulation.get_atoms`).
+
+    Raises:
+        SimulationUnstable: a health check failed (see :meth:`Simulation.run`).
     """
     cfg = md_config(config, **overrides)
     steps = int(steps)
     t0 = time.perf_counter()
-    sim = Simulation(potential, atoms, cfg, dtype=dtype, inputs=inputs)
+    sim = Simulation(potential, atoms, cfg, dtype=dtype, inputs=inputs, step=step)
     writer = TrajectoryWriter(trajectory) if trajectory is not None else None
     logger = MDLogger(logfile) if logfile is not None else None
     first = min(int(cfg.log_interval), steps)
     kw = dict(trajectory=writer, logfile=logger, progress=progress, callback=callback)
+    kw["restart"] = restart
     try:
         obs = sim.run(first, **kw)
         t1 = time.perf_counter()

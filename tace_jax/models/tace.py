@@ -8,7 +8,9 @@
 * direct heads when configured: ``direct_forces [N, 3]``, ``direct_dipole [G, 3]``,
   ``direct_polarizability [G, 3, 3]``, ``direct_virials [G, 3, 3]`` with
   ``direct_stress [G, 3, 3]``;
-* ``charges [N]`` when a charge head is configured (they sum to ``total_charge`` per graph).
+* ``charges [N]`` when a charge head is configured (they sum to ``total_charge`` per graph);
+* with ``config.les``: ``latent_charges [N]`` and ``les_energy [G]``; the LES energy is part of
+  ``energy`` and, split as ``½ q_i φ_i``, of ``node_energy`` (:mod:`tace_jax.models.les`).
 
 Inputs beyond geometry (``config.input_names``) come from ``graph.extras``: the universal
 invariant embedding is added to ``h⁽⁰⁾`` and the rank-1 equivariant embeddings to the A-basis
@@ -16,8 +18,9 @@ of every layer (TACE_SPEC §2.2, §2.5). A value outside its range (level, embed
 raise under ``jit``: the input assembler rejects it (see :mod:`tace_jax.models.model_inputs`).
 
 The model depends on positions and cell only through the edge vectors (except the charge
-dipole term of ``direct_dipole``), and computes in the dtype of ``graph.positions``; parameters
-are stored in ``param_dtype`` and cast at use, so casting a whole variables tree works too.
+dipole term of ``direct_dipole`` and the LES energy), and computes in the dtype of
+``graph.positions``; parameters are stored in ``param_dtype`` and cast at use, so casting a whole
+variables tree works too.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from tace_jax.ops import (
 from tace_jax.properties import cell_volume
 
 from .config import TACEConfig
+from .les import les_outputs, resolve_kgrid
 from .model_inputs import node_input, read_input
 from .statistics import Statistics
 
@@ -66,6 +70,11 @@ class TACE(nn.Module):
         edge_chunk: edges per chunk in the interactions (``"auto"``: about 4 MiB of messages
             per chunk on CPU, no chunking on accelerators; ``None``: never chunk). It changes
             speed and memory only, never the result beyond rounding.
+        les_kgrid: static LES k-grid ``(N_1, N_2, N_3)`` for the periodic structures of the
+            batch, ``()`` when it has none; ``None``: from the concrete cell (eager calls only;
+            under ``jit`` a periodic batch needs it). Any grid holding
+            ``ewald_kgrid(cell, les_dl)`` gives the same energy.
+        les_molecules: False skips the LES pair sum (the batch holds periodic cells only).
 
     The model reads exactly the ``graph.extras`` inputs of ``config.input_names``
     (:mod:`tace_jax.models.model_inputs`).
@@ -75,6 +84,8 @@ class TACE(nn.Module):
     statistics: Statistics
     param_dtype: Any = jnp.float32
     edge_chunk: int | str | None = "auto"
+    les_kgrid: tuple[int, ...] | None = None
+    les_molecules: bool = True
 
     @nn.compact
     def __call__(self, graph: Graph, edge_vecs: jnp.ndarray | None = None) -> dict[str, Any]:
@@ -199,12 +210,24 @@ class TACE(nn.Module):
         node_energy = node_energy * node_w
         graph_w = graph.graph_mask.astype(dtype)
         energy = jax.ops.segment_sum(node_energy, g, num_segments=n_graphs) * graph_w
+        heads = _direct_outputs(cfg, graph, direct, node_w, graph_w, dtype)
+        if cfg.les:  # docs/theory.md §4: added before any derivative
+            if cfg.les_charge_source == "latent":
+                scale = 1.0 if cfg.les_output_scale is None else cfg.les_output_scale
+                q = direct["les_0"] * scale
+            else:
+                q = heads["charges"]
+            grid = resolve_kgrid(self.les_kgrid, graph, cfg.les_dl, self.is_initializing())
+            les = les_outputs(cfg, graph, q, grid, self.les_molecules)
+            energy = energy + les["les_energy"]
+            node_energy = node_energy + les["les_node_energy"]
+            heads.update(latent_charges=les["latent_charges"], les_energy=les["les_energy"])
         out = {
             "node_energy": node_energy,
             "energy": energy,
             "scalar_descriptor": jnp.concatenate(descriptors, axis=-1) * node_w[:, None],
         }
-        out.update(_direct_outputs(cfg, graph, direct, node_w, graph_w, dtype))
+        out.update(heads)
         return out
 
 
@@ -218,6 +241,8 @@ def _head_parts(cfg: TACEConfig) -> list[tuple[str, int]]:
         parts += [("charges_chi", 0), ("charges_eta", 0)]
     elif cfg.charge_head == "uniform_distribution":
         parts += [("charges", 0)]
+    if cfg.les and cfg.les_charge_source == "latent":
+        parts += [("les", 0)]  # latent charges: energy-readout architecture (docs/theory.md §4)
     return parts
 
 

@@ -215,6 +215,8 @@ def make_loaders(
         atomic_numbers=model_cfg.atomic_numbers,
         dtype=cfg.dtype,
         neighbor_cache=neighbor_cache,
+        inputs=model_cfg.input_names,  # the one input assembler: exactly what the model reads
+        input_limits=model_cfg.input_limits,
     )
     train = GraphLoader(data.train, batch_size=bs, shuffle=True, seed=cfg.seed, **common)
 

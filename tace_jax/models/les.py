@@ -1,0 +1,152 @@
+"""The Latent Ewald Summation term of the TACE model (arXiv 2509.14961, docs/theory.md §4).
+
+* **Charges.** ``les_charge_source="latent"``: ``q_i = s · Σ_t ρ_t(h^{(t)}_{i,0})``, a scalar
+  readout (the energy readout's architecture) summed over the readout layers, times
+  ``s = les_output_scale`` (1 when ``None``, as v0.1.0). The charges are not supervised.
+  ``"lagrangian"``: the charges of the lagrangian charge head, which sum to ``total_charge``.
+* **Energy.** ``E_LES`` per graph from :func:`tace_jax.ops.latent_ewald_graph` (reciprocal sum
+  for periodic cells, smeared Coulomb for molecules) is added to the total energy before any
+  derivative, so forces, stress, Hessians and responses include it.
+* **Per-atom split.** ``E_LES`` is a homogeneous quadratic form in the charges, so with the
+  potential ``φ_i = ∂E_LES/∂q_i`` the atomic shares ``½ q_i φ_i`` sum exactly to ``E_LES``
+  (Euler's theorem). They are added to ``node_energy``, so ``Σ_i node_energy_i = energy``.
+  This split is a convention: atomic virials from :func:`tace_jax.properties.compute_properties`
+  attribute the LES part through ``∂E/∂x_i ⊗ x_i`` (its total, the virial, is exact).
+* **k-grid.** The reciprocal sum runs on a static grid (``kgrid``, hashable): a caller under
+  ``jit`` passes it (``()`` asserts that the batch holds no periodic structure); eagerly it is
+  computed from the concrete cell. :func:`grow_kgrid` is the bucketing rule of ``Potential``.
+* **Born charges.** :func:`les_born_charges` differentiates ``P = √ε∞ Σ q_i x_i`` (molecules;
+  the Berry-phase form for cells) with the latent charges as a function of the positions
+  (:func:`tace_jax.ops.les_bec_graph`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tace_jax.data.graph import Graph
+from tace_jax.ops import ewald_kgrid, latent_ewald_graph, les_bec_graph
+
+__all__ = ["les_outputs", "resolve_kgrid", "grow_kgrid", "batch_les_static", "les_born_charges"]
+
+logger = logging.getLogger("tace_jax")
+
+
+def resolve_kgrid(kgrid, graph: Graph, dl: float, initializing: bool = False):
+    """The static k-grid to use: ``kgrid`` if given, ``()`` at init or for a concrete batch
+    without periodic structures, the needed grid of a concrete batch, else a clear error."""
+    if kgrid is not None:
+        return tuple(int(v) for v in kgrid)
+    if initializing:
+        return ()  # the parameters do not depend on the grid
+    try:
+        pbc = np.asarray(graph.pbc, bool).reshape(-1, 3)
+        mask = np.asarray(graph.graph_mask, bool)
+        cell = np.asarray(graph.cell)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError) as err:
+        raise ValueError(
+            "TACE (LES): under jit the k-grid must be static; set TACE(..., les_kgrid=...) to "
+            "tace_jax.ops.ewald_kgrid(cell, config.les_dl) (or () for molecules only)"
+        ) from err
+    periodic = pbc.all(axis=1) & mask
+    return ewald_kgrid(cell[periodic], dl) if periodic.any() else ()
+
+
+def les_outputs(cfg, graph: Graph, q, kgrid, molecules: bool = True) -> dict:
+    """``latent_charges [N]``, ``les_energy [G]`` and ``les_node_energy [N]`` (½ q φ).
+
+    Args:
+        cfg: the :class:`~tace_jax.models.TACEConfig` (``les_*`` fields).
+        graph: the padded batch (positions, cell, pbc).
+        q: ``[N]`` charges (already scaled; padding rows are zeroed here).
+        kgrid: static grid, or ``()``: no periodic structure in the batch.
+        molecules: False skips the pair sum (the batch holds periodic cells only).
+    """
+    dtype = graph.positions.dtype
+    q = jnp.where(graph.node_mask, q.astype(dtype), 0.0)
+    g = graph.num_graphs
+    pbc = np.zeros((g, 3), bool) if kgrid == () else graph.pbc
+
+    def energy(charges):
+        return latent_ewald_graph(
+            charges, graph.positions, graph.cell, pbc, graph.node_graph, graph.node_mask, g,
+            kgrid or None, sigma=cfg.les_sigma, dl=cfg.les_dl,
+            remove_self_interaction=cfg.les_remove_self_interaction,
+            norm_factor=cfg.les_norm_factor, molecules=molecules or kgrid == (),
+        )  # fmt: skip
+
+    e, vjp = jax.vjp(energy, q)
+    e = jnp.where(graph.graph_mask, e, 0.0)
+    (phi,) = vjp(graph.graph_mask.astype(dtype))
+    return {"latent_charges": q, "les_energy": e, "les_node_energy": 0.5 * q * phi}
+
+
+def grow_kgrid(current: Sequence[int] | None, needed: Sequence[int]) -> tuple[int, int, int]:
+    """Bucketed grid: ``current`` if it holds ``needed``, else the componentwise max with
+    ``needed`` rounded up to even numbers (fewer recompiles as a cell grows)."""
+    if current is not None and all(int(n) <= int(c) for n, c in zip(needed, current)):
+        return tuple(int(c) for c in current)  # type: ignore[return-value]
+    cur = tuple(current) if current is not None else (0, 0, 0)
+    return tuple(max(int(c), int(n) + int(n) % 2) for c, n in zip(cur, needed))  # type: ignore
+
+
+def batch_les_static(graph: Graph, dl: float, current=None) -> tuple[dict, tuple | None]:
+    """Host-side static LES arguments of a concrete padded batch.
+
+    Returns ``({"les_kgrid": ..., "les_molecules": ...}, grid to keep)``; logs (logger
+    ``"tace_jax"``, INFO) when a cell outgrows ``current`` and the grid is reallocated.
+
+    Raises:
+        ValueError: a structure with mixed ``pbc`` (LES needs all or none), naming its index.
+    """
+    pbc = np.asarray(graph.pbc, bool).reshape(-1, 3)
+    mask = np.asarray(graph.graph_mask, bool)
+    mixed = mask & pbc.any(axis=1) & ~pbc.all(axis=1)
+    if mixed.any():
+        k = int(np.flatnonzero(mixed)[0])
+        raise ValueError(
+            f"LES: structure {k} of the batch has pbc={pbc[k].tolist()}; LES needs pbc all "
+            "True (periodic) or all False (molecule)"
+        )
+    periodic = pbc.all(axis=1) & mask
+    molecules = bool((mask & ~periodic).any())
+    if not periodic.any():
+        return {"les_kgrid": (), "les_molecules": True}, current
+    needed = ewald_kgrid(np.asarray(graph.cell)[periodic], dl)
+    grid = grow_kgrid(current, needed)
+    if current is not None and grid != tuple(current):
+        logger.info(
+            "LES: a cell needs k-grid %s, larger than the compiled %s; reallocating to %s "
+            "(recompiles)",
+            needed,
+            tuple(current),
+            grid,
+        )
+    return {"les_kgrid": grid, "les_molecules": molecules}, grid
+
+
+def les_born_charges(
+    apply_fn: Callable[..., dict],
+    variables,
+    graph: Graph,
+    epsilon_factor: float = 1.0,
+    remove_mean: bool = True,
+) -> jax.Array:
+    """LES Born effective charges ``[N, 3, 3]`` of a padded batch (docs/theory.md §4).
+
+    ``apply_fn(variables, graph)`` must return ``latent_charges [N]``; they are differentiated
+    as a function of the positions (the neighbour list and the cell are kept fixed).
+    """
+
+    def charges(x):
+        return apply_fn(variables, graph.replace(positions=x))["latent_charges"]
+
+    return les_bec_graph(
+        charges, graph.positions, graph.cell, graph.pbc, graph.node_graph, graph.node_mask,
+        graph.num_graphs, epsilon_factor, remove_mean,
+    )  # fmt: skip
