@@ -37,6 +37,9 @@ from .predictor import Predictor
 
 __all__ = ["Potential", "PotentialFormatError", "as_compute_dtype"]
 
+#: Edge-level properties that LES models do not offer (the LES energy is not a sum over edges).
+LES_UNSUPPORTED = ("edge_forces", "atomic_virials", "atomic_stresses")
+
 
 def as_compute_dtype(dtype) -> np.dtype:
     """``np.float32`` or ``np.float64``; float64 needs ``jax_enable_x64`` (clear error)."""
@@ -92,9 +95,10 @@ class Potential:
             epsilon_factor=self.config.les_epsilon_factor,
             remove_mean=self.config.les_remove_mean,
         )
-        return {
+        return {  # LES depends on the cell explicitly: differentiate positions and strain
             "static_args": self._les_static,
             "extra_properties": {"les_born_effective_charges": bec},
+            "method": "positions",
         }
 
     def _les_static(self, graph: Graph) -> dict:
@@ -226,9 +230,11 @@ class Potential:
     def available_properties(self) -> tuple[str, ...]:
         """Every property name :meth:`predict` accepts for this model."""
         heads = [t for t in self.config_heads() if t != "energy"]
-        if self.config.les:
+        names = PROPERTY_NAMES
+        if self.config.les:  # no per-edge split of the reciprocal-space term
             heads += ["les_energy", "les_born_effective_charges"]
-        return tuple(dict.fromkeys((*PROPERTY_NAMES, "scalar_descriptor", *heads)))
+            names = tuple(p for p in names if p not in LES_UNSUPPORTED)
+        return tuple(dict.fromkeys((*names, "scalar_descriptor", *heads)))
 
     def config_heads(self) -> tuple[str, ...]:
         """The model's own outputs: ``energy``, direct heads and predicted ``charges``."""

@@ -68,6 +68,8 @@ class Predictor:
             computed on the host per batch (e.g. the LES k-grid); part of the compile key.
         extra_properties: optional ``{name: f(apply_fn, variables, graph) -> array}`` for
             properties that ``compute_properties`` does not know (e.g. LES Born charges).
+        method: the ``compute_properties`` route (``"positions"`` for energies with an explicit
+            cell dependence, such as LES, that the ``"edges"`` route does not differentiate).
 
     Attributes:
         trace_count: how many times a function was traced (one per compile).
@@ -83,6 +85,7 @@ class Predictor:
         input_limits: Mapping[str, int] | None = None,
         static_args=None,
         extra_properties: Mapping[str, Any] | None = None,
+        method: str = "edges",
     ):
         check_input_names(input_names)
         self.apply_fn = apply_fn
@@ -93,6 +96,7 @@ class Predictor:
         self.input_limits = dict(input_limits or {})
         self.static_args = static_args
         self.extra_properties = dict(extra_properties or {})
+        self.method = method
         self.trace_count = 0
         self._fns: dict = {}
         self._warned: set[str] = set()
@@ -144,7 +148,7 @@ class Predictor:
 
             def fn(variables, graph):
                 self.trace_count += 1
-                out = compute_properties(apply, variables, graph, base)
+                out = compute_properties(apply, variables, graph, base, method=self.method)
                 for p in extra:
                     out[p] = self.extra_properties[p](apply, variables, graph)
                 return out

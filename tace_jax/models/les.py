@@ -10,8 +10,10 @@
 * **Per-atom split.** ``E_LES`` is a homogeneous quadratic form in the charges, so with the
   potential ``φ_i = ∂E_LES/∂q_i`` the atomic shares ``½ q_i φ_i`` sum exactly to ``E_LES``
   (Euler's theorem). They are added to ``node_energy``, so ``Σ_i node_energy_i = energy``.
-  This split is a convention: atomic virials from :func:`tace_jax.properties.compute_properties`
-  attribute the LES part through ``∂E/∂x_i ⊗ x_i`` (its total, the virial, is exact).
+  This split of the energy is a convention; the virial is not split per atom. ``E_LES`` depends
+  on the cell explicitly (``V``, ``k = 2πn L^{−T}``), not only through edge vectors and
+  positions, so stress needs ``compute_properties(..., method="positions")`` (what
+  ``Potential`` uses for LES models; edge forces and atomic virials are not offered).
 * **k-grid.** The reciprocal sum runs on a static grid (``kgrid``, hashable): a caller under
   ``jit`` passes it (``()`` asserts that the batch holds no periodic structure); eagerly it is
   computed from the concrete cell. :func:`grow_kgrid` is the bucketing rule of ``Potential``.
