@@ -2,13 +2,13 @@
 
 Usage::
 
-    tace-jax [--x64] convert CHECKPOINT OUT_PREFIX [--config CFG] [--save MODEL]
+    tace-jax convert CHECKPOINT OUT_PREFIX [--config CFG] [--save MODEL]
                      [--dtype float64] [--no-ema]
 
 writes ``OUT_PREFIX.npz`` and ``OUT_PREFIX.json`` (readable by
 ``tace_jax.Potential.from_reference``) and, with ``--save``, a tace_jax Potential file.
 Needs torch: ``pip install tace-jax[torch]``. ``--save`` with the default ``--dtype float64``
-needs 64-bit JAX (``tace-jax --x64 convert ...`` or ``JAX_ENABLE_X64=1``).
+needs 64-bit JAX (``JAX_ENABLE_X64=1 tace-jax convert ...``).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
         "--dtype",
         default="float64",
         choices=["float32", "float64"],
-        help="dtype of the --save file (float64 needs 'tace-jax --x64 convert')",
+        help="dtype of the --save file (float64 needs 'JAX_ENABLE_X64=1 tace-jax convert')",
     )
     ap.add_argument("--no-ema", action="store_true", help="ignore EMA weights of a .ckpt")
     return ap

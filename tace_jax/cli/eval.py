@@ -4,7 +4,7 @@ Example::
 
     tace-jax eval runs/tace/model test.xyz --out parity.png --json metrics.json
     tace-jax eval model.tace rmd17_ethanol_test_01.npz --index 0:200
-    tace-jax --x64 eval model64.tace test.xyz        # a float64 model needs 64-bit JAX
+    JAX_ENABLE_X64=1 tace-jax eval model64.tace test.xyz   # a float64 model needs 64-bit JAX
 
 Prints MAE/RMSE of energy (total and per atom), forces (all and per element) and stress in
 meV units; the optional parity plot shows predicted vs reference energy per atom, force
@@ -135,7 +135,7 @@ def _parser() -> argparse.ArgumentParser:
         "--dtype",
         choices=("float32", "float64"),
         default=None,
-        help="compute dtype (default: the model's); float64 needs 'tace-jax --x64 eval'",
+        help="compute dtype (default: the model's); float64 needs JAX_ENABLE_X64=1",
     )
     p.add_argument("--out", default=None, help="parity plot PNG")
     p.add_argument("--json", default=None, help="write the metrics (eV units) as JSON")

@@ -1,6 +1,6 @@
 """``tace-jax``: the command-line entry point.
 
-Usage: ``tace-jax [--x64] <command> [options]``. Subcommands::
+Usage: ``tace-jax <command> [options]``. Subcommands::
 
     tace-jax train CONFIG.yaml [key=value ...]     train a model (``--schema`` lists the keys)
     tace-jax eval MODEL DATA [--out parity.png]    errors of a saved model on a data file
@@ -12,11 +12,9 @@ Usage: ``tace-jax [--x64] <command> [options]``. Subcommands::
 Each subcommand has its own ``--help``.
 
 float64: JAX computes in 32 bits unless 64-bit mode is on, and tace_jax never switches it
-itself. ``--x64`` (before the command, e.g. ``tace-jax --x64 eval model.tace data.xyz``) is
-the user's explicit request: it enables ``jax_enable_x64`` once, before the command runs, so
-float64 models and ``dtype: float64`` training work. Setting the environment variable
-``JAX_ENABLE_X64=1`` does the same. Without either, a float64 request fails with an error
-that says so.
+itself. The user asks for it with JAX's own environment variable, e.g.
+``JAX_ENABLE_X64=1 tace-jax eval model.tace data.xyz``; without it a float64 request (a float64
+model, ``dtype: float64`` training) fails with an error that says so.
 """
 
 from __future__ import annotations
@@ -24,11 +22,10 @@ from __future__ import annotations
 import importlib
 import sys
 
-__all__ = ["X64_HINT", "enable_x64", "main"]
+__all__ = ["X64_HINT", "main"]
 
 X64_HINT = (
-    "float64 needs 64-bit JAX: run 'tace-jax --x64 {cmd} ...' or set JAX_ENABLE_X64=1 "
-    "(or ask for float32)"
+    "float64 needs 64-bit JAX: run 'JAX_ENABLE_X64=1 tace-jax {cmd} ...' (or ask for float32)"
 )
 
 _COMMANDS = {
@@ -42,35 +39,20 @@ _COMMANDS = {
 
 
 def _usage() -> str:
-    lines = ["usage: tace-jax [--x64] <command> [options]", "", "commands:"]
+    lines = ["usage: tace-jax <command> [options]", "", "commands:"]
     lines += [f"  {name:<11} {help_}" for name, (_, help_) in _COMMANDS.items()]
     lines += [
         "",
-        "options:",
-        "  --x64       enable 64-bit JAX (float64 models and training); or JAX_ENABLE_X64=1",
+        "float64 models and training need 64-bit JAX: JAX_ENABLE_X64=1 tace-jax <command> ...",
         "",
         "Run 'tace-jax <command> --help' for the options of a command.",
     ]
     return "\n".join(lines)
 
 
-def enable_x64() -> None:
-    """Switch on 64-bit JAX for the whole program: ``--x64``, the user's explicit choice.
-
-    Called once by :func:`main` before the command is imported or run. This is the only place
-    in tace_jax that sets ``jax_enable_x64``; the library only checks it.
-    """
-    import jax
-
-    jax.config.update("jax_enable_x64", True)
-
-
 def main(argv=None) -> int:
     """Dispatch to ``<module>.main(argv)`` of the subcommand (imported lazily)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "--x64":
-        enable_x64()
-        argv = argv[1:]
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0

@@ -6,7 +6,7 @@ Examples::
     tace-jax train train.yaml lr=1e-3 model.num_channel=32 max_time=3600
     tace-jax train --schema            # JSON schema of every config key
     tace-jax train train.yaml --print-config
-    tace-jax --x64 train train.yaml dtype=float64   # float64 needs 64-bit JAX
+    JAX_ENABLE_X64=1 tace-jax train train.yaml dtype=float64   # float64 needs 64-bit JAX
 """
 
 from __future__ import annotations

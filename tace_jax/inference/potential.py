@@ -25,11 +25,11 @@ import numpy as np
 from tace_jax.data.graph import Graph, single_atom_graph
 from tace_jax.models.config import TACEConfig
 from tace_jax.models.format import PotentialFormatError, read_model, write_model
-from tace_jax.models.les import batch_les_static, les_born_charges
+from tace_jax.models.les import batch_les_static, grow_kgrid, les_born_charges
 from tace_jax.models.reference import load_reference
 from tace_jax.models.statistics import Statistics
 from tace_jax.models.tace import TACE
-from tace_jax.ops import cast_floats
+from tace_jax.ops import cast_floats, ewald_kgrid
 from tace_jax.properties import PROPERTY_NAMES
 
 from .jax_md import md_system
@@ -104,6 +104,20 @@ class Potential:
     def _les_static(self, graph: Graph) -> dict:
         static, self._les_kgrid = batch_les_static(graph, self.config.les_dl, self._les_kgrid)
         return static
+
+    def prepare_les(self, atoms, headroom: float = 0.1) -> dict:
+        """Fix the LES static arguments that :meth:`apply_fn` uses when called without them
+        (jitted callers such as jax-md): the k-grid of ``atoms``' cell with ``headroom`` for a
+        growing cell (NPT), or none for a molecule. Returns them."""
+        if not self.config.les:
+            return {}
+        periodic = bool(np.all(atoms.pbc))
+        if periodic:
+            need = ewald_kgrid(np.asarray(atoms.cell), self.config.les_dl, headroom=headroom)
+            self._les_default = {"les_kgrid": grow_kgrid(None, need), "les_molecules": False}
+        else:
+            self._les_default = {"les_kgrid": (), "les_molecules": True}
+        return dict(self._les_default)
 
     # ------------------------------------------------------------------ construction / IO
     @classmethod
@@ -195,6 +209,8 @@ class Potential:
     def apply_fn(self, variables, graph: Graph, edge_vecs=None, **static) -> dict:
         """``apply_fn(variables, graph, edge_vecs=None)`` for :func:`compute_properties`
         (``static``: module attributes such as ``les_kgrid``, bound per batch)."""
+        if not static and self.config.les:
+            static = getattr(self, "_les_default", {})
         model = self.model.clone(**static) if static else self.model
         return model.apply(variables, graph, edge_vecs=edge_vecs)
 
@@ -261,8 +277,10 @@ class Potential:
                 ``atomic_stresses``, ``scalar_descriptor``, the response properties
                 (``polarization``, ``conservative_polarizability``,
                 ``born_effective_charges``, ``magnetization``, ``magnetic_susceptibility``,
-                ``collinear_magnetic_forces``, ``noncollinear_magnetic_forces``) and the
-                model's own heads (``direct_*``, ``charges``), which are always returned.
+                ``collinear_magnetic_forces``, ``noncollinear_magnetic_forces``), the
+                model's own heads (``direct_*``, ``charges``, ``latent_charges``), which are
+                always returned, and for LES models ``les_energy`` and
+                ``les_born_effective_charges [n, 3, 3]`` (no edge-level properties).
             batch_size: structures evaluated together.
             **inputs: model inputs (``electric_field=``, ``level=``, ``charges=`` …) that
                 override ``atoms.info``/``atoms.arrays`` for every structure.
@@ -300,7 +318,9 @@ class Potential:
 
     def jax_md(self, atoms, **kwargs):
         """jax-md ``(energy_fn, neighbor_fn, shift_fn)`` for ``atoms`` at fixed model inputs
-        (``electric_field=``, ``level=`` …); see :func:`tace_jax.inference.jax_md.md_system`."""
+        (``electric_field=``, ``level=`` …); see :func:`tace_jax.inference.jax_md.md_system`.
+        A LES model fixes its k-grid from ``atoms`` first (:meth:`prepare_les`)."""
+        self.prepare_les(atoms)
         return md_system(self, atoms, **kwargs)
 
     def hessian(self, atoms, chunk_size: int = 16, **inputs) -> np.ndarray:

@@ -22,7 +22,6 @@ Thresholds are :class:`~tace_jax.md.config.MDConfig` keys; ``None`` switches a c
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import jax
 import jax.numpy as jnp
@@ -225,12 +224,5 @@ def raise_unstable(bad, start_step: int, limits: HealthLimits, batched: bool):
     index, code, atom, value, replica = (x.item() for x in jax.device_get(bad))
     check = CHECKS[int(code)]
     limit = limits.limit(check)
-    value = float(value)
-    raise SimulationUnstable(
-        check,
-        start_step + int(index) + 1,
-        atom,
-        value if math.isfinite(value) or limit is None else value,
-        limit,
-        replica=int(replica) if batched else None,
-    )
+    replica = int(replica) if batched else None
+    raise SimulationUnstable(check, start_step + int(index) + 1, atom, value, limit, replica)

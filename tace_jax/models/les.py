@@ -53,7 +53,8 @@ def resolve_kgrid(kgrid, graph: Graph, dl: float, initializing: bool = False):
     except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError) as err:
         raise ValueError(
             "TACE (LES): under jit the k-grid must be static; set TACE(..., les_kgrid=...) to "
-            "tace_jax.ops.ewald_kgrid(cell, config.les_dl) (or () for molecules only)"
+            "tace_jax.ops.ewald_kgrid(cell, config.les_dl) (or () for molecules only); with a "
+            "Potential, call potential.prepare_les(atoms) first"
         ) from err
     periodic = pbc.all(axis=1) & mask
     return ewald_kgrid(cell[periodic], dl) if periodic.any() else ()

@@ -40,16 +40,16 @@ def check_dtype(dtype: str) -> None:
     """Raise :class:`ConfigError` when ``dtype`` is float64 and 64-bit JAX is off.
 
     The package never switches 64-bit JAX on itself: the user does, at program start
-    (``jax.config.update("jax_enable_x64", True)``, ``JAX_ENABLE_X64=1`` or
-    ``tace-jax --x64 train ...``).
+    (``jax.config.update("jax_enable_x64", True)`` at program start, or the environment
+    variable, e.g. ``JAX_ENABLE_X64=1 tace-jax train ...``).
     """
     try:
         as_compute_dtype(dtype)
     except RuntimeError:
         raise ConfigError(
             f"config key 'dtype': {dtype} needs 64-bit JAX, which is off: call "
-            "jax.config.update('jax_enable_x64', True) at program start, set JAX_ENABLE_X64=1, "
-            "or run 'tace-jax --x64 train ...'"
+            "jax.config.update('jax_enable_x64', True) at program start, or run "
+            "'JAX_ENABLE_X64=1 tace-jax train ...'"
         ) from None
 
 

@@ -60,9 +60,13 @@ def _saving(ckpt):
 
 
 def _start(cfg_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {
+        **os.environ,
+        "JAX_ENABLE_X64": "1",
+        "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
     return subprocess.Popen(
-        [sys.executable, "-m", "tace_jax.cli.main", "--x64", "train", str(cfg_path)],
+        [sys.executable, "-m", "tace_jax.cli.main", "train", str(cfg_path)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

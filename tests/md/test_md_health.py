@@ -35,6 +35,19 @@ def allow_nans():
     jax.config.update("jax_debug_infs", old[1])
 
 
+@pytest.fixture(scope="module")
+def relaxed(pot):
+    from ase.optimize import BFGS
+
+    from tace_jax.calculator import TACECalculator
+
+    m = molecule("CH3CH2OH")
+    m.calc = TACECalculator(pot)
+    BFGS(m, logfile=None).run(fmax=1e-4, steps=300)
+    m.calc = None
+    return m
+
+
 def _ethanol(fast_atom=None, speed=0.6):
     """Ethanol; ``fast_atom`` gets ``speed`` Å/fs along x (NaN for ``speed=nan``)."""
     a = molecule("CH3CH2OH")
@@ -111,11 +124,11 @@ def test_replica_named(pot):
 
 
 @pytest.mark.parametrize("ensemble", ["nve", "langevin"])
-def test_healthy_run_bit_for_bit(pot, ensemble):
+def test_healthy_run_bit_for_bit(pot, relaxed, ensemble):
     runs = []
     for on in (True, False):
         cfg = MDConfig(ensemble=ensemble, temperature=300.0, timestep=0.5, health_checks=on)
-        sim = Simulation(pot, _ethanol(), cfg, seed=4)
+        sim = Simulation(pot, relaxed, cfg, seed=4)
         obs = sim.run(30, log_interval=10, progress=False)
         runs.append((sim.get_atoms(), obs))
     (a, obs_a), (b, obs_b) = runs

@@ -92,7 +92,8 @@ def test_from_reference(variant):
     assert cfg.zbl == mc["short_range"]["zbl"]["enable"]
     assert cfg.targets == ("energy",)
     bad = json.loads(json.dumps(mc))
-    bad["long_range"]["les"]["enable"] = True
+    bad["long_range"]["les"]["enable"] = True  # charge-only LES is supported (test_les_model)
+    bad["long_range"]["les"]["les_arguments"]["use_atomwise"] = True
     with pytest.raises(NotImplementedError, match="les"):
         TACEConfig.from_reference(bad, meta["atomic_numbers"])
 

@@ -189,3 +189,36 @@ def test_save_load_round_trip(pot, tmp_path):
     for a, b in zip(jax.tree.leaves(pot.variables), jax.tree.leaves(back.variables)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert {"latent_charges", "les_born_effective_charges"} <= set(back.available_properties())
+
+
+def test_lagrangian_charge_source(key):
+    cfg = TACEConfig(**{**TINY, "charge_head": "lagrangian", "les_charge_source": "lagrangian"})
+    p = Potential.init(cfg, Statistics.default(2), key, dtype="float64")
+    res = p.predict([_mol(), _cell_atoms()], properties=("energy", "les_energy"), total_charge=1.0)
+    for r in res:
+        np.testing.assert_allclose(r["latent_charges"], r["charges"], atol=1e-12)
+        np.testing.assert_allclose(r["latent_charges"].sum(), 1.0, atol=1e-10)
+        assert abs(r["les_energy"]) > 1e-4
+    assert "les_readout_0_0" not in p.variables["params"]
+
+
+def test_hessian_includes_les(pot):
+    atoms = _mol()
+    hess = pot.hessian(atoms).reshape(12, 12)
+    h = 1e-5
+    fd = np.zeros((12, 12))
+    for k in range(12):
+        d = np.zeros(12)
+        d[k] = h
+        fp = pot.predict(ase.Atoms("OH2H", positions=MOL + d.reshape(4, 3)), ("forces",))
+        fm = pot.predict(ase.Atoms("OH2H", positions=MOL - d.reshape(4, 3)), ("forces",))
+        fd[:, k] = -(fp["forces"] - fm["forces"]).ravel() / (2 * h)
+    np.testing.assert_allclose(hess, fd, atol=1e-6)
+
+
+def test_jax_md_energy_matches_predict(pot):
+    atoms = _cell_atoms()
+    system = pot.jax_md(atoms)
+    nbrs = system.neighbor_fn.allocate(system.positions)
+    e_md = float(jax.jit(system.energy_fn)(system.positions, nbrs))
+    np.testing.assert_allclose(e_md, pot.predict(atoms, ("energy",))["energy"], rtol=1e-10)

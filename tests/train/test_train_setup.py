@@ -68,7 +68,7 @@ def test_setup_builds_everything_and_writes_nothing(tmp_path):
 
 
 def test_float64_without_x64_is_a_config_error(tmp_path):
-    with _x64_off(), pytest.raises(ConfigError, match=r"'dtype'.*tace-jax --x64"):
+    with _x64_off(), pytest.raises(ConfigError, match=r"'dtype'.*JAX_ENABLE_X64=1 tace-jax train"):
         setup_training(_config(tmp_path, dtype="float64"))
 
 
