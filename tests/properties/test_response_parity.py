@@ -3,9 +3,9 @@
 Fixtures ``tests/fixtures/tace_{field_dev,field_gate_dev,embed_dev}.*``: polarization,
 conservative polarizability and Born effective charges (field models); magnetization,
 magnetic susceptibility and the collinear / non-collinear magnetic forces (``embed_dev``), all
-≤ 1e-9. Every test is ``slow`` (``pytest -m slow``): each fixture compiles the
-forward-over-reverse pass of the full model once (about 2 min on a shared 2-core CPU). The
-small systems are batched per fixture; aspirin and tio2 are a second batch.
+≤ 1e-9. The small systems (batched per fixture) run by default; aspirin and tio2 are a second
+batch behind ``slow`` (``pytest -m slow``): each fixture compiles the forward-over-reverse pass
+of the full model once.
 
 Print the table: ``python tests/properties/test_response_parity.py [--all]``.
 """
@@ -103,7 +103,6 @@ def _assert(variant: str, err: dict) -> None:
     assert not bad, f"{variant}: {bad}"
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("variant", list(SMALL))
 def test_response_parity_small(variant):
     _assert(variant, errors(variant, SMALL[variant]))
