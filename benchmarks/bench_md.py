@@ -15,9 +15,15 @@ ASE-driven workflow; the torch reference TACE is not installed here, so its sing
 from ``bench_model.py`` are printed for orientation only (``ref_atom_steps_per_s`` =
 atoms / reference energy+forces time).
 
+``--health`` measures the cost of the simulation health checks (:mod:`tace_jax.md.health`):
+two NVE simulations of the same system, checks on and off, are compiled, then their compiled
+chunks of ``--steps`` steps are timed in ``--health-repeats`` interleaved repeats (the order
+alternating), and the medians and their ratio are printed.
+
 Usage::
 
     python benchmarks/bench_md.py --systems aspirin,water --steps 20 --ase
+    python benchmarks/bench_md.py --systems water --health --steps 10 --health-repeats 7
 """
 
 from __future__ import annotations
@@ -108,6 +114,45 @@ def bench_system(
     return res
 
 
+def bench_health(name: str, pot, atoms, steps: int, repeats: int) -> dict:
+    """Median ms/step of the compiled NVE chunk with the health checks on and off
+    (interleaved repeats)."""
+    import jax
+    import numpy as np
+
+    from tace_jax.md import Simulation
+
+    sims = {}
+    for on in (True, False):
+        sim = Simulation(
+            pot, atoms, ensemble="nve", timestep=0.5, temperature=300.0, health_checks=on
+        )
+        sim._advance(steps)  # compile
+        jax.block_until_ready(sim.state)
+        sims[on] = sim
+    times = {True: [], False: []}
+    for r in range(repeats):
+        for on in (True, False) if r % 2 == 0 else (False, True):
+            t0 = time.perf_counter()
+            sims[on]._advance(steps)
+            jax.block_until_ready(sims[on].state)
+            times[on].append(1e3 * (time.perf_counter() - t0) / steps)
+    on, off = np.median(times[True]), np.median(times[False])
+    pair = np.median(np.array(times[True]) / np.array(times[False]))
+    return {
+        "system": name,
+        "atoms": len(atoms),
+        "steps": steps,
+        "repeats": repeats,
+        "on_ms_per_step": float(on),
+        "off_ms_per_step": float(off),
+        "ratio_of_medians": float(on / off),
+        "median_of_ratios": float(pair),
+        "on_all": times[True],
+        "off_all": times[False],
+    }
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--systems", default="aspirin,water")
@@ -118,6 +163,8 @@ def main(argv=None) -> int:
     p.add_argument("--skin", type=float, default=0.5, help="Verlet skin, Å")
     p.add_argument("--capacity", type=float, default=1.25, help="neighbour capacity multiplier")
     p.add_argument("--json", default=None, help="write the results to this file")
+    p.add_argument("--health", action="store_true", help="health checks on vs off instead")
+    p.add_argument("--health-repeats", type=int, default=7)
     args = p.parse_args(argv)
 
     import jax
@@ -130,6 +177,19 @@ def main(argv=None) -> int:
     pot = _potential(list(atoms.values()), args.dtype)
     print(f"model: {pot}  devices: {jax.devices()}  cpus: {os.cpu_count()}")
     results = []
+    if args.health:
+        for s in names:
+            r = bench_health(s, pot, atoms[s], args.steps, args.health_repeats)
+            results.append(r)
+            print(
+                f"{s:8s} {r['atoms']:4d} atoms  health checks on {r['on_ms_per_step']:.2f} "
+                f"ms/step, off {r['off_ms_per_step']:.2f} ms/step; on/off = "
+                f"{r['ratio_of_medians']:.4f} (ratio of medians), {r['median_of_ratios']:.4f} "
+                f"(median of paired ratios); {r['repeats']} interleaved repeats of "
+                f"{r['steps']} steps",
+                flush=True,
+            )
+        names = []
     for s in names:
         ase_steps = args.ase_steps if args.ase else 0
         r = bench_system(s, pot, atoms[s], args.steps, ase_steps, args.skin, args.capacity)

@@ -15,10 +15,13 @@ Conventions (docs/theory.md §3); edge ``e`` has ``r_e = x[receiver] − x[sende
 * response properties (polarization, polarizability, Born charges, magnetization,
   susceptibility, magnetic forces): :mod:`tace_jax.properties.response`.
 
-Default route (``method="edges"``): one reverse pass gives ``g = ∂E/∂r`` for all edges and the
-direct ``d = ∂E/∂x``. Everything follows with segment sums:
+Default route (``method="edges"``): one reverse pass gives ``g = ∂E/∂r`` for all edges, the
+direct ``d = ∂E/∂x`` and the direct ``D = ∂E/∂L`` (at fixed edge vectors; LES depends on the
+cell itself). Everything follows with segment sums:
 ``F_i = Σ_{sender=i} g_e − Σ_{receiver=i} g_e − d_i`` and, since the strain maps
-``r_e ↦ r_e + r_e·ε_s`` and ``x_i ↦ x_i + x_i·ε_s``, ``V = −sym(Σ_e g_e⊗r_e + Σ_i d_i⊗x_i)``.
+``r_e ↦ r_e + r_e·ε_s``, ``x_i ↦ x_i + x_i·ε_s`` and ``L ↦ L + L·ε_s``,
+``V = −sym(Σ_e g_e⊗r_e + Σ_i d_i⊗x_i + DᵀL)``. The direct cell term has no per-atom split:
+``atomic_virials`` leave it out (they sum to the virial only for models without one).
 The alternative ``method="positions"`` differentiates with respect to ``(positions, strain)``
 through the whole graph (one reverse pass as well; no edge-level outputs). Both routes give the
 same forces, virials and responses, also for models with direct position terms.
@@ -120,8 +123,9 @@ def _total_energy(out: dict, graph: Graph) -> jax.Array:
 def _geometry_primals(graph: Graph, method: str) -> dict:
     """The geometric variables of the reverse pass for ``method``."""
     if method == "edges":
-        # edge vectors, plus positions for any direct (non-edge) position dependence
-        return {"edges": edge_vectors(graph.positions, graph.cell, graph), "pos": graph.positions}
+        # edge vectors, plus positions and cell for any direct (non-edge) dependence (LES)
+        edges = edge_vectors(graph.positions, graph.cell, graph)
+        return {"edges": edges, "pos": graph.positions, "cell": graph.cell}
     strain = jnp.zeros((graph.num_graphs, 3, 3), graph.positions.dtype)
     return {"pos": graph.positions, "strain": strain}
 
@@ -132,7 +136,8 @@ def _model_call(apply_fn, variables, graph: Graph, geo: dict, inputs: dict) -> d
     if not geo:
         return apply_fn(variables, graph)
     if "edges" in geo:
-        return apply_fn(variables, graph.replace(positions=geo["pos"]), edge_vecs=geo["edges"])
+        graph = graph.replace(positions=geo["pos"], cell=geo["cell"])
+        return apply_fn(variables, graph, edge_vecs=geo["edges"])
     return apply_fn(variables, strained(graph.replace(positions=geo["pos"]), geo["strain"]))
 
 
@@ -166,7 +171,8 @@ def _geometry_outputs(graph: Graph, geo: dict, d_geo: dict, need: set) -> dict:
     if "virials" in need or "stress" in need:
         edge_graph = graph.node_graph[graph.receivers]
         v = jax.ops.segment_sum(gr, edge_graph, num_segments=g)
-        v = -_sym(v + jax.ops.segment_sum(dx, graph.node_graph, num_segments=g))
+        v = v + jax.ops.segment_sum(dx, graph.node_graph, num_segments=g)
+        v = -_sym(v + jnp.einsum("gca,gcb->gab", d_geo["cell"], geo["cell"]))  # direct L term
         res["virials"] = jnp.where(graph.graph_mask[:, None, None], v, 0.0)
     if "atomic_virials" in need or "atomic_stresses" in need:
         w = jax.ops.segment_sum(gr, graph.senders, num_segments=n)
