@@ -3,6 +3,9 @@
 ``docs/theory.md §3`` (spectra utilities; TACE paper, arXiv 2509.14961).
 """
 
+from tace_jax.properties.normal_modes import NormalModes as NormalModes
+from tace_jax.properties.normal_modes import normal_modes as normal_modes
+
 from .broadening import lorentzian_broaden as lorentzian_broaden
 from .correlation import autocorrelation as autocorrelation
 from .correlation import cosine_transform as cosine_transform
@@ -14,8 +17,6 @@ from .harmonic import raman_activities as raman_activities
 from .md_spectra import correlation_spectrum as correlation_spectrum
 from .md_spectra import ir_from_dipoles as ir_from_dipoles
 from .md_spectra import raman_from_polarizabilities as raman_from_polarizabilities
-from .normal_modes import NormalModes as NormalModes
-from .normal_modes import normal_modes as normal_modes
 from .quantum import quantum_correction_factor as quantum_correction_factor
 
 __all__ = [

@@ -27,8 +27,9 @@ from __future__ import annotations
 import numpy as np
 from ase import units as ase_units
 
+from tace_jax.properties.normal_modes import NormalModes, normal_modes
+
 from .broadening import default_grid, lorentzian_broaden
-from .normal_modes import NormalModes, normal_modes
 
 __all__ = [
     "harmonic_ir",

@@ -22,7 +22,8 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from ase import units
+
+from tace_jax.properties.normal_modes import EV_PER_SQRT_LAMBDA, normal_modes, rigid_body_basis
 
 __all__ = [
     "VibrationResult",
@@ -32,9 +33,6 @@ __all__ = [
     "hessian_matrix",
     "EV_PER_SQRT_LAMBDA",
 ]
-
-#: ħω (eV) = EV_PER_SQRT_LAMBDA · sqrt(λ) for λ in eV/(Å²·amu) (as in ase.vibrations).
-EV_PER_SQRT_LAMBDA = units._hbar * 1e10 / np.sqrt(units._e * units._amu)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,41 +89,20 @@ def hessian_matrix(hessian) -> np.ndarray:
 
 
 def rigid_body_vectors(positions, masses, periodic: bool) -> np.ndarray:
-    """Orthonormal mass-weighted rigid-body vectors ``[3N, k]`` (k = 3, 5 or 6).
-
-    Translations ``√m_i e_a``; for non-periodic structures also rotations
-    ``√m_i (e_a × (x_i − x_com))``. Linear molecules give one rotation of zero norm, which is
-    dropped (rank revealed by SVD).
-    """
-    pos = np.asarray(positions, np.float64)
-    m = np.asarray(masses, np.float64)
-    n = len(m)
-    sq = np.sqrt(m)
-    vecs = []
-    for a in range(3):
-        t = np.zeros((n, 3))
-        t[:, a] = sq
-        vecs.append(t.reshape(-1))
-    if not periodic and n > 1:
-        com = (m[:, None] * pos).sum(0) / m.sum()
-        r = pos - com
-        for a in range(3):
-            e = np.zeros(3)
-            e[a] = 1.0
-            vecs.append((sq[:, None] * np.cross(e, r)).reshape(-1))
-    v = np.stack(vecs, axis=1)
-    u, s, _ = np.linalg.svd(v, full_matrices=False)
-    rank = int(np.sum(s > 1e-6 * s.max()))
-    return u[:, :rank]
+    """Orthonormal mass-weighted rigid-body vectors ``[3N, k]`` (k = 3, 5 or 6): translations
+    and, for non-periodic structures, rotations (rank revealed by SVD, so a linear molecule
+    has 5). See :func:`tace_jax.properties.normal_modes.rigid_body_basis`."""
+    return rigid_body_basis(positions, masses, periodic)
 
 
 def harmonic_analysis(
     hessian, masses, positions=None, periodic: bool = False, project: bool = True
 ) -> VibrationResult:
-    """Normal modes and frequencies from a Cartesian Hessian.
+    """Normal modes and frequencies from a Cartesian Hessian
+    (:func:`tace_jax.properties.normal_modes.normal_modes`), with energies and ZPE.
 
     Args:
-        hessian: ``[N,3,N,3]`` or ``[3N,3N]`` eV/Å² (symmetrised here).
+        hessian: ``[N,3,N,3]``, ``[3N,N,3]`` or ``[3N,3N]`` eV/Å² (symmetrised).
         masses: ``[N]`` amu.
         positions: ``[N, 3]`` Å (needed for the rotational projection).
         periodic: Γ-point phonons of a periodic cell (only translations are projected).
@@ -136,40 +113,24 @@ def harmonic_analysis(
         :class:`VibrationResult`.
     """
     h = hessian_matrix(hessian)
-    h = 0.5 * (h + h.T)
-    m = np.repeat(np.asarray(masses, np.float64), 3)
-    if len(m) != h.shape[0]:
-        raise ValueError(f"{len(m) // 3} masses for a Hessian of {h.shape[0] // 3} atoms")
-    inv_sq = 1.0 / np.sqrt(m)
-    hm = h * inv_sq[:, None] * inv_sq[None, :]
-    if project:
-        if positions is None and not periodic:
-            raise ValueError("positions are needed to project out rotations")
-        n = len(m) // 3
-        pos = np.zeros((n, 3)) if positions is None else positions
-        rb = rigid_body_vectors(pos, m[::3], periodic)
-        # orthonormal basis of the complement of the rigid-body space
-        q, _ = np.linalg.qr(np.concatenate([rb, np.eye(len(m))], axis=1))
-        d = q[:, rb.shape[1] :]
-        lam, w = np.linalg.eigh(d.T @ hm @ d)
-        vecs = (d @ w).T
-        k = rb.shape[1]
-    else:
-        lam, w = np.linalg.eigh(hm)
-        vecs = w.T
-        k = 0
+    m = np.asarray(masses, np.float64)
+    if 3 * len(m) != h.shape[0]:
+        raise ValueError(f"{len(m)} masses for a Hessian of {h.shape[0] // 3} atoms")
+    if project and positions is None and not periodic:
+        raise ValueError("positions are needed to project out rotations")
+    nm = normal_modes(h, m, positions, periodic=periodic, project=project)
+    lam, vecs = nm.eigenvalues, nm.mass_weighted_modes
     energies = EV_PER_SQRT_LAMBDA * np.sqrt(lam.astype(complex))
-    freqs = np.where(lam < 0, -np.abs(energies), energies.real) / units.invcm
-    cart = vecs * inv_sq[None, :]
+    cart = nm.displacements.reshape(len(lam), -1)
     cart = cart / np.linalg.norm(cart, axis=1, keepdims=True)
     zpe = 0.5 * float(np.sum(energies.real[lam > 0]))
     return VibrationResult(
-        frequencies=np.asarray(freqs.real, np.float64),
+        frequencies=np.asarray(nm.frequencies, np.float64),
         energies=energies,
         modes=cart.reshape(len(lam), -1, 3),
         mass_weighted_modes=vecs,
         zpe=zpe,
-        num_projected=k,
+        num_projected=nm.num_projected,
         periodic=bool(periodic),
     )
 

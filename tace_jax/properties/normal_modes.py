@@ -1,4 +1,5 @@
-"""Normal modes of a Cartesian Hessian for the harmonic spectra (numpy).
+"""Normal modes of a Cartesian Hessian (numpy), shared by ``tace_jax.vib`` and the harmonic
+spectra of ``tace_jax.spectra``.
 
 The mass-weighted Hessian ``H̃ = M^{-1/2} H M^{-1/2}`` is diagonalised in the complement of the
 rigid-body motions (three translations; for non-periodic structures also the rotations, two for
@@ -17,7 +18,7 @@ import dataclasses
 import numpy as np
 from ase import units
 
-__all__ = ["NormalModes", "normal_modes", "EV_PER_SQRT_LAMBDA"]
+__all__ = ["NormalModes", "normal_modes", "rigid_body_basis", "EV_PER_SQRT_LAMBDA"]
 
 #: ħω (eV) = EV_PER_SQRT_LAMBDA · sqrt(λ) for λ in eV/(Å²·amu).
 EV_PER_SQRT_LAMBDA = units._hbar * 1e10 / np.sqrt(units._e * units._amu)
@@ -31,11 +32,16 @@ class NormalModes:
         frequencies: ``[K]`` cm⁻¹, ascending; imaginary modes negative.
         mass_weighted_modes: ``[K, 3N]`` orthonormal eigenvectors ``e_k`` of ``H̃``.
         masses: ``[N]`` amu.
+        eigenvalues: ``[K]`` eigenvalues ``λ`` of the mass-weighted Hessian, eV/(Å²·amu)
+            (``None`` for modes given from elsewhere).
+        num_projected: number of rigid-body motions projected out.
     """
 
     frequencies: np.ndarray
     mass_weighted_modes: np.ndarray
     masses: np.ndarray
+    eigenvalues: np.ndarray | None = None
+    num_projected: int = 0
 
     @property
     def displacements(self) -> np.ndarray:
@@ -59,7 +65,7 @@ def _hessian_3n(hessian, n: int) -> np.ndarray:
     return 0.5 * (h + h.T)
 
 
-def _rigid_body_basis(positions, masses, periodic: bool) -> np.ndarray:
+def rigid_body_basis(positions, masses, periodic: bool) -> np.ndarray:
     """Orthonormal mass-weighted translations (and rotations unless periodic), ``[3N, k]``."""
     m = np.asarray(masses, np.float64)
     n = len(m)
@@ -109,13 +115,16 @@ def normal_modes(
         pos = np.zeros((n, 3)) if positions is None else np.asarray(positions, np.float64)
         if pos.shape != (n, 3):
             raise ValueError(f"positions must be [{n}, 3], got shape {pos.shape}")
-        rb = _rigid_body_basis(pos, m, periodic)
+        rb = rigid_body_basis(pos, m, periodic)
         q, _ = np.linalg.qr(np.concatenate([rb, np.eye(3 * n)], axis=1))
         d = q[:, rb.shape[1] : 3 * n]
         lam, w = np.linalg.eigh(d.T @ hm @ d)
         vecs = (d @ w).T
+        k = rb.shape[1]
     else:
         lam, vecs = np.linalg.eigh(hm)
-        vecs = vecs.T
+        vecs, k = vecs.T, 0
     freqs = np.sign(lam) * EV_PER_SQRT_LAMBDA * np.sqrt(np.abs(lam)) / units.invcm
-    return NormalModes(frequencies=freqs, mass_weighted_modes=vecs, masses=m)
+    return NormalModes(
+        frequencies=freqs, mass_weighted_modes=vecs, masses=m, eigenvalues=lam, num_projected=k
+    )
