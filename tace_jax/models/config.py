@@ -1,11 +1,11 @@
-"""``TACEConfig``: the frozen, validated hyperparameters of a TACE model (TACE_SPEC §5.1).
+"""``TACEConfig``: the frozen, validated hyperparameters of a TACE model (docs/theory.md §5.1).
 
 Defaults are the reference ``cart_tacev1.yaml`` (v0.1.0): 2 layers, correlation 3, 48 channels,
 ``L_n = 2``, ``L_e = 3``, 8 ``j0`` radial functions with a ``p = 5`` polynomial envelope, radial MLP
 ``[64, 64, 64]`` (SiLU, no bias), last readout hidden width 16, all-layer readouts and ZBL on.
 The compute dtype is not part of the config: the model computes in the dtype of its inputs.
 
-Optional inputs beyond geometry (TACE_SPEC §2.2, §2.5, §2.10) are configured by
+Optional inputs beyond geometry (docs/theory.md §2.2, §2.5, §2.10) are configured by
 ``invariant_embeddings`` (:class:`InvariantEmbedding`), ``equivariant_embeddings``
 (:class:`EquivariantEmbedding`), ``uie_readout`` and ``charge_head``; the model reads them from
 ``graph.extras`` under the names of :attr:`TACEConfig.input_names`.
@@ -41,7 +41,7 @@ MODEL_HEADS = (
     "direct_polarizability",
     "direct_virials",
 )
-# ranks each head reads from the last layer (TACE_SPEC §2.7)
+# ranks each head reads from the last layer (docs/theory.md §2.7)
 DIRECT_HEAD_RANKS = {
     "energy": (0,),
     "direct_forces": (1,),
@@ -60,7 +60,7 @@ def _err(field: str, msg: str) -> ValueError:
 
 @dataclasses.dataclass(frozen=True)
 class InvariantEmbedding:
-    """One universal invariant embedding (UIE, TACE_SPEC §2.2).
+    """One universal invariant embedding (UIE, docs/theory.md §2.2).
 
     Attributes:
         name: the input: ``"level"``, ``"spin_on"``, ``"spin_multiplicity"`` (integer, a table
@@ -97,7 +97,7 @@ class InvariantEmbedding:
 
 @dataclasses.dataclass(frozen=True)
 class EquivariantEmbedding:
-    """One universal equivariant (rank-1) embedding (UEE, TACE_SPEC §2.5).
+    """One universal equivariant (rank-1) embedding (UEE, docs/theory.md §2.5).
 
     Attributes:
         name: ``"electric_field"``, ``"magnetic_field"`` (per graph) or
@@ -194,7 +194,7 @@ class TACEConfig:
         readout_hidden: hidden widths of the last-layer readouts.
         readout_act: readout activation (``"silu"``); rank > 0 readouts use a NormGate.
         use_all_layer: read out every layer (``True``) or only the last one.
-        zbl: add the ZBL pair repulsion inside the scale (TACE_SPEC §2.9).
+        zbl: add the ZBL pair repulsion inside the scale (docs/theory.md §2.9).
         num_levels: number of fidelity levels ``M`` (per-level E0/σ/μ).
         use_multi_head: one readout head per level.
         targets: model outputs: ``"energy"`` plus any of ``"direct_forces"``,
@@ -208,7 +208,7 @@ class TACEConfig:
         uie_readout: add ``u_i·w/√C`` (a linear readout of the UIE vector) to the atomic
             energy, after the scale (needs ``invariant_embeddings``).
         charge_head: ``None``, ``"lagrangian"`` or ``"uniform_distribution"``: predict
-            per-atom ``charges`` that sum to the input ``total_charge`` (TACE_SPEC §2.10;
+            per-atom ``charges`` that sum to the input ``total_charge`` (docs/theory.md §2.10;
             the uniform head uses ``q_i = c_i + (Q − Σc)/N``, v0.1.0 has the sign reversed).
         les: add the Latent Ewald Summation energy (docs/theory.md §4); outputs
             ``latent_charges [N]`` and ``les_energy [G]``.
@@ -416,7 +416,7 @@ class TACEConfig:
 
     @property
     def target_ranks(self) -> tuple[int, ...]:
-        """Ranks the last layer must produce (sorted union over the heads, TACE_SPEC §2.7)."""
+        """Ranks the last layer must produce (sorted union over the heads, docs/theory.md §2.7)."""
         return tuple(sorted({r for t in self.targets for r in DIRECT_HEAD_RANKS[t]}))
 
     def input_ranks(self, t: int) -> tuple[int, ...]:

@@ -1,6 +1,6 @@
 """``TACEConfig`` from a reference PyTorch TACE v0.1.0 ``model_config`` (fixture json or yaml).
 
-The reference keys map as follows (TACE_SPEC §5.1): ``Lmax``/``lmax`` → ``lmax_node``/
+The reference keys map as follows (docs/theory.md §5.1): ``Lmax``/``lmax`` → ``lmax_node``/
 ``lmax_edge``, ``prod.correlation`` → ``correlation``, ``readout_emlp.hidden_dim`` →
 ``readout_hidden`` (v0.1.0 ignores ``readout_emlp.hidden``), ``short_range.zbl.enable`` →
 ``zbl``, the enabled entries of ``universal_embedding.invariant``/``.equivariant`` (in key

@@ -1,4 +1,4 @@
-"""The TACE model (Cartesian ``TACEV1`` + ``WrapModelV1`` energy head; TACE_SPEC §2).
+"""The TACE model (Cartesian ``TACEV1`` + ``WrapModelV1`` energy head; docs/theory.md §2).
 
 ``TACE(config, statistics).apply(variables, graph, edge_vecs=None)`` returns a dict:
 
@@ -14,8 +14,8 @@
 
 Inputs beyond geometry (``config.input_names``) come from ``graph.extras``: the universal
 invariant embedding is added to ``h⁽⁰⁾`` and the rank-1 equivariant embeddings to the A-basis
-of every layer (TACE_SPEC §2.2, §2.5). A value outside its range (level, embedding index) cannot
-raise under ``jit``: the input assembler rejects it (see :mod:`tace_jax.models.model_inputs`).
+of every layer (docs/theory.md §2.2, §2.5). A value outside its range (level, embedding index)
+cannot raise under ``jit``: the input assembler rejects it (see :mod:`tace_jax.models.model_inputs`).
 
 The model depends on positions and cell only through the edge vectors (except the charge
 dipole term of ``direct_dipole`` and the LES energy), and computes in the dtype of
@@ -116,7 +116,7 @@ class TACE(nn.Module):
 
         h = {0: NodeEmbedding(cfg.num_channel, pd, name="node_embedding")(onehot)}
         u = None
-        if cfg.invariant_embeddings:  # UIE (TACE_SPEC §2.2)
+        if cfg.invariant_embeddings:  # UIE (docs/theory.md §2.2)
             values = {e.name: node_input(graph, e.name, dtype) for e in cfg.invariant_embeddings}
             specs = tuple((e.name, e.num_embeddings) for e in cfg.invariant_embeddings)
             uie = UniversalInvariantEmbedding(cfg.num_channel, specs, pd, name="uie")
@@ -145,7 +145,7 @@ class TACE(nn.Module):
                 param_dtype=pd,
                 name=f"interaction_{t}",
             )(h, feats, y_cat, senders, receivers, edge_w, onehot)
-            for e in cfg.equivariant_embeddings:  # UEE (TACE_SPEC §2.5), after the sc
+            for e in cfg.equivariant_embeddings:  # UEE (docs/theory.md §2.5), after the sc
                 uee = UniversalEquivariantEmbedding(
                     features=cfg.num_channel_hidden,
                     num_elements=cfg.num_elements,
@@ -187,7 +187,7 @@ class TACE(nn.Module):
                     y = mod(h[l], level_oh)
                 direct[f"{key}_{l}"] = direct.get(f"{key}_{l}", 0.0) + y
 
-        # energy assembly (TACE_SPEC §2.9)
+        # energy assembly (docs/theory.md §2.9)
         z_table = jnp.asarray(np.asarray(cfg.atomic_numbers), jnp.int32)
         numbers = z_table[species] * graph.node_mask.astype(jnp.int32)
         e_zbl = 0.0
@@ -247,7 +247,7 @@ def _head_parts(cfg: TACEConfig) -> list[tuple[str, int]]:
 
 
 def _direct_outputs(cfg, graph, direct, node_w, graph_w, dtype) -> dict[str, jnp.ndarray]:
-    """Assemble the direct and charge heads (TACE_SPEC §2.10)."""
+    """Assemble the direct and charge heads (docs/theory.md §2.10)."""
     out = {}
     seg = lambda x: jax.ops.segment_sum(  # noqa: E731
         x * node_w.reshape(-1, *([1] * (x.ndim - 1))), graph.node_graph, graph.num_graphs
