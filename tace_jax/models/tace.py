@@ -15,7 +15,8 @@
 Inputs beyond geometry (``config.input_names``) come from ``graph.extras``: the universal
 invariant embedding is added to ``h⁽⁰⁾`` and the rank-1 equivariant embeddings to the A-basis
 of every layer (docs/theory.md §2.2, §2.5). A value outside its range (level, embedding index)
-cannot raise under ``jit``: the input assembler rejects it (see :mod:`tace_jax.models.model_inputs`).
+cannot raise under ``jit``: the input assembler rejects it (see
+:mod:`tace_jax.models.model_inputs`).
 
 The model depends on positions and cell only through the edge vectors (except the charge
 dipole term of ``direct_dipole`` and the LES energy), and computes in the dtype of
