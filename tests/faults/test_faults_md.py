@@ -46,7 +46,9 @@ def _failed_step(err: str) -> int:
     return int(re.search(r"failed at step (\d+)", err)[1])
 
 
-@pytest.mark.parametrize("case", ["ethanol_50fs", "water_box_20fs"])
+@pytest.mark.parametrize(
+    "case", ["ethanol_50fs", pytest.param("water_box_20fs", marks=pytest.mark.slow)]
+)
 def test_exploding_nve_stops_and_restarts(model, tmp_path, capsys, case):
     atoms, dt = (molecule("CH3CH2OH"), 50) if case == "ethanol_50fs" else (_water_box(), 20)
     struct = tmp_path / "start.extxyz"
