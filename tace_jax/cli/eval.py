@@ -97,8 +97,9 @@ def parity_plot(arrays: dict, path: str, title: str = "") -> None:
     plt.close(fig)
 
 
-def print_metrics(m: dict, file=sys.stdout) -> None:
-    """A small table in meV units."""
+def print_metrics(m: dict, file=None) -> None:
+    """A small table in meV units (to ``file``, default the current ``sys.stdout``)."""
+    file = sys.stdout if file is None else file
     rows = [
         ("energy", "meV"),
         ("energy_per_atom", "meV/atom"),
