@@ -165,6 +165,7 @@ print("clean")
 """
 
 
+@pytest.mark.slow  # a fresh subprocess compiling four ensembles (~60-110 s on 2 cores)
 def test_float32_md_has_no_float64_warnings():
     """float32 MD without 64-bit JAX (tests enable it, hence a subprocess)."""
     env = dict(os.environ, JAX_ENABLE_X64="0", JAX_PLATFORMS="cpu")
