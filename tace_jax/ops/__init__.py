@@ -60,8 +60,10 @@ from .latent_ewald import latent_ewald as latent_ewald
 from .latent_ewald import latent_ewald_graph as latent_ewald_graph
 from .les_bec import les_bec as les_bec
 from .les_bec import les_bec_graph as les_bec_graph
+from .polarization import fold_polarization as fold_polarization
 
 __all__ = [
+    "fold_polarization",
     "GATES",
     "vector_gate",
     "CHARGE_HEADS",
