@@ -7,6 +7,7 @@ Usage: ``tace-jax <command> [options]``. Subcommands::
     tace-jax quickstart [--output-dir DIR]         the README main job (bundled rMD17 ethanol)
     tace-jax md ...                                molecular dynamics (tace_jax.cli.md)
     tace-jax vib ...                               vibrational analysis (tace_jax.cli.vib)
+    tace-jax spectrum MODEL STRUCTURE ...          IR/Raman spectra (tace_jax.cli.spectrum)
     tace-jax convert CKPT OUT_PREFIX [--save MODEL] PyTorch TACE 0.1.0 .ckpt/.pt -> tace_jax
 
 Each subcommand has its own ``--help``.
@@ -35,6 +36,7 @@ _COMMANDS = {
     "md": ("tace_jax.cli.md", "run molecular dynamics with a saved model"),
     "vib": ("tace_jax.cli.vib", "vibrational analysis with a saved model"),
     "convert": ("tace_jax.cli.convert", "convert a PyTorch TACE 0.1.0 checkpoint (needs torch)"),
+    "spectrum": ("tace_jax.cli.spectrum", "IR/Raman spectra from MD and/or harmonic analysis"),
 }
 
 

@@ -11,6 +11,7 @@ from tace_jax.inference.md_neighbors import ImageNeighborList as ImageNeighborLi
 from tace_jax.inference.md_neighbors import make_neighbor_fns as make_neighbor_fns
 from tace_jax.inference.protocol import PotentialProtocol as PotentialProtocol
 
+from . import observables as observables
 from .config import ENSEMBLES as ENSEMBLES
 from .config import MDConfig as MDConfig
 from .differentiable import nve_rollout as nve_rollout
@@ -18,6 +19,9 @@ from .health import SimulationUnstable as SimulationUnstable
 from .integrators import make_integrator as make_integrator
 from .io import MDLogger as MDLogger
 from .io import TrajectoryWriter as TrajectoryWriter
+from .rollout import NeighborListOverflow as NeighborListOverflow
+from .rollout import init_state as init_state
+from .rollout import rollout as rollout
 from .run import run_md as run_md
 from .runners import Simulation as Simulation
 from .runners import initial_momenta as initial_momenta
@@ -28,16 +32,20 @@ __all__ = [
     "MDConfig",
     "MDLogger",
     "MDSystem",
+    "NeighborListOverflow",
     "PotentialProtocol",
     "Simulation",
     "SimulationUnstable",
     "TrajectoryWriter",
+    "init_state",
     "initial_momenta",
     "make_integrator",
     "make_neighbor_fns",
     "md_system",
     "nve_rollout",
+    "observables",
     "pressure_fn",
+    "rollout",
     "run_md",
     "stress_fn",
 ]

@@ -28,6 +28,7 @@ def run_md(
     inputs: dict | None = None,
     restart=None,
     step: int = 0,
+    recorder=None,
     **overrides,
 ) -> dict:
     """Run ``steps`` MD steps of ``atoms`` with ``potential`` and summarise them.
@@ -50,6 +51,8 @@ def run_md(
         inputs: fixed model inputs (``{"electric_field": [0, 0, 0.1]}``, …).
         restart: path for the last healthy frame should a health check fail.
         step: the step counter to start from (continuing a restart).
+        recorder: ``recorder(sim)`` every ``recorder.interval`` steps (see
+            :class:`~tace_jax.md.recording.ResponseRecorder`).
         **overrides: :class:`~tace_jax.md.config.MDConfig` fields replacing those of ``config``.
 
     Returns:
@@ -75,6 +78,7 @@ def run_md(
     first = min(int(cfg.log_interval), steps)
     kw = dict(trajectory=writer, logfile=logger, progress=progress, callback=callback)
     kw["restart"] = restart
+    kw["recorder"] = recorder
     try:
         obs = sim.run(first, **kw)
         t1 = time.perf_counter()

@@ -319,6 +319,7 @@ class Simulation:
         progress: bool = True,
         callback: Callable | None = None,
         restart=None,
+        recorder=None,
     ) -> list:
         """Advance ``steps`` steps.
 
@@ -336,6 +337,8 @@ class Simulation:
             callback: ``callback(sim, observation)`` after each observation.
             restart: extxyz path for the last healthy frame when a health check fails
                 (positions, momenta, cell, ``info["md_step"]``; replica of the failure).
+            recorder: called as ``recorder(sim)`` at step 0 and every ``recorder.interval``
+                steps (chunks stop there), e.g. a :class:`~tace_jax.md.recording.ResponseRecorder`.
 
         Returns:
             the observations made during this call (also appended to ``history``).
@@ -374,6 +377,9 @@ class Simulation:
                 record()
                 if writer is not None:
                     writer.write(self.get_atoms())
+            rec_every = max(1, int(recorder.interval)) if recorder is not None else None
+            if recorder is not None and self.step % rec_every == 0:
+                recorder(self)
             end = self.step + int(steps)
             with tqdm(total=int(steps), disable=not progress, desc=f"MD {self.ensemble}") as bar:
                 while self.step < end:
@@ -381,6 +387,7 @@ class Simulation:
                     stop = min(
                         nxt(log_interval), nxt(traj_interval), end, self.step + self.max_chunk
                     )
+                    stop = min(stop, nxt(rec_every)) if rec_every else stop
                     self._advance(stop - self.step)
                     bar.update(stop - self.step)
                     self.step = stop
@@ -389,6 +396,8 @@ class Simulation:
                         bar.set_postfix(T=f"{first['temperature']:.1f}", E=f"{first['etot']:.5f}")
                     if writer is not None and stop % traj_interval == 0:
                         writer.write(self.get_atoms())
+                    if rec_every and stop % rec_every == 0:
+                        recorder(self)
         except SimulationUnstable as err:
             atoms = self.get_atoms(err.replica or 0)
             if restart is not None:

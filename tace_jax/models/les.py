@@ -32,9 +32,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from tace_jax.data.graph import Graph
-from tace_jax.ops import ewald_kgrid, latent_ewald_graph, les_bec_graph
+from tace_jax.ops import ewald_kgrid, kgrid_fits, latent_ewald_graph, les_bec_graph
 
-__all__ = ["les_outputs", "resolve_kgrid", "grow_kgrid", "batch_les_static", "les_born_charges"]
+__all__ = [
+    "les_outputs",
+    "resolve_kgrid",
+    "grow_kgrid",
+    "batch_les_static",
+    "dataset_les_static",
+    "check_kgrid_fits",
+    "ensure_kgrid",
+    "les_born_charges",
+]
 
 logger = logging.getLogger("tace_jax")
 
@@ -131,6 +140,84 @@ def batch_les_static(graph: Graph, dl: float, current=None) -> tuple[dict, tuple
             grid,
         )
     return {"les_kgrid": grid, "les_molecules": molecules}, grid
+
+
+def dataset_les_static(structures, dl: float, headroom: float = 0.0, where: str = "data") -> dict:
+    """Static LES module attributes for every batch drawn from ``structures`` (training).
+
+    One k-grid holds every fully periodic structure (:func:`grow_kgrid` of the max needed grid,
+    ``headroom`` as in :func:`tace_jax.ops.ewald_kgrid`); ``les_molecules`` is True when any
+    structure is non-periodic. Under ``jit`` the grid cannot grow (docs/theory.md §4), so it is
+    fixed here, on the host, before the step is compiled.
+
+    Args:
+        structures: iterable of objects with ``cell`` ``[3, 3]`` (or None) and ``pbc`` ``[3]``
+            (or None), e.g. :class:`tace_jax.data.Structure`.
+        dl: the LES grid resolution (Å).
+        headroom: relative growth of the lattice vectors to allow.
+        where: name of the data set for error messages.
+
+    Returns:
+        ``{"les_kgrid": tuple, "les_molecules": bool}`` for ``TACE.clone(**...)``.
+
+    Raises:
+        ValueError: a structure with mixed ``pbc``, naming its index and source.
+    """
+    cells, molecules = [], False
+    for i, s in enumerate(structures):
+        pbc = np.zeros(3, bool) if s.pbc is None else np.broadcast_to(np.asarray(s.pbc, bool), 3)
+        if pbc.any() and not pbc.all():
+            src = getattr(s, "source", None)
+            raise ValueError(
+                f"LES: {where} structure {i} (source {src}) has pbc={pbc.tolist()}; LES needs "
+                "pbc all True (periodic) or all False (molecule)"
+            )
+        if pbc.all():
+            cells.append(np.asarray(s.cell, np.float64).reshape(3, 3))
+        else:
+            molecules = True
+    if not cells:
+        return {"les_kgrid": (), "les_molecules": True}
+    need = ewald_kgrid(np.stack(cells), dl, headroom=headroom)
+    return {"les_kgrid": grow_kgrid(None, need), "les_molecules": molecules}
+
+
+def check_kgrid_fits(cell, kgrid, dl: float, pbc=None, current_step: int | None = None) -> None:
+    """Raise when ``cell`` (host value) needs more k-vectors than the static ``kgrid``.
+
+    The jitted LES energy only sums the k-vectors of its static grid; a cell that outgrows it
+    (NPT) would silently drop some. Call this on the host between jitted chunks; on failure
+    rebuild with a grid from :func:`grow_kgrid` (``Potential.prepare_les``), which logs.
+
+    Raises:
+        RuntimeError: naming the needed and the compiled grid (and ``current_step``).
+    """
+    if kgrid == () or kgrid is None:
+        return
+    if not kgrid_fits(cell, kgrid, dl, pbc):
+        need = ewald_kgrid(cell, dl, pbc)
+        at = "" if current_step is None else f" at step {current_step}"
+        raise RuntimeError(
+            f"LES: the cell{at} needs k-grid {need}, larger than the static {tuple(kgrid)}; "
+            "k-vectors would be dropped. Reallocate (grow_kgrid / Potential.prepare_les with "
+            "more headroom) and recompile"
+        )
+
+
+def ensure_kgrid(cell, kgrid, dl: float, pbc=None) -> tuple:
+    """``kgrid`` if ``cell`` (host value) fits, else a regrown grid (:func:`grow_kgrid`) and an
+    INFO log line (logger ``"tace_jax"``); the caller must then rebuild its jitted function."""
+    need = ewald_kgrid(cell, dl, pbc)
+    grid = grow_kgrid(kgrid or None, need)
+    if kgrid and grid != tuple(kgrid):
+        logger.info(
+            "LES: a cell needs k-grid %s, larger than the compiled %s; reallocating to %s "
+            "(recompiles)",
+            need,
+            tuple(kgrid),
+            grid,
+        )
+    return grid
 
 
 def les_born_charges(

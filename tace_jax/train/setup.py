@@ -121,6 +121,11 @@ def setup_training(cfg: TrainConfig, data: TrainingData | None = None) -> Traini
     train, valid, tests = make_loaders(cfg, model_cfg, data, mesh.size, cache)
     loss_cfg = build_loss_config(cfg, train.properties)
     model = TACE(model_cfg, statistics, param_dtype=jnp.dtype(cfg.dtype))
+    if model_cfg.les:  # static k-grid for every batch (docs/theory.md §4)
+        from tace_jax.models.les import dataset_les_static
+
+        everything = [*data.train, *data.valid, *(s for t in data.tests.values() for s in t)]
+        model = model.clone(**dataset_les_static(everything, model_cfg.les_dl))
     steps_per_epoch = math.ceil(train.num_batches(0) / mesh.size)
     total = cfg.max_steps or cfg.max_epochs * steps_per_epoch
     return TrainingSetup(
