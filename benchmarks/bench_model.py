@@ -17,8 +17,8 @@ Usage::
     python benchmarks/bench_model.py --threads 1            # the reference setting
     python benchmarks/bench_model.py --systems aspirin,water --repeats 5 --dtype float64
 
-Reference numbers (PyTorch TACE v0.1.0, float32, this CPU, one thread): aspirin 138 ms,
-water 4.89 s, Si 40.0 s (9.8 GB peak).
+This script times tace_jax alone. The comparison with the reference PyTorch TACE 0.1.0 is
+``benchmarks/compare_reference.py``, which times both side by side in one run.
 """
 
 from __future__ import annotations
@@ -30,11 +30,6 @@ import subprocess
 import sys
 import time
 
-REFERENCE = {  # seconds, peak GB
-    "aspirin": (0.138, None),
-    "water": (4.89, None),
-    "si": (40.0, 9.8),
-}
 ASPIRIN_Z = [6, 6, 8, 8, 6, 6, 6, 6, 6, 6, 6, 8, 8, 1, 1, 1, 1, 1, 1, 1, 1]
 ASPIRIN_XYZ = [
     [-2.5893, -2.2604, 0.0368], [-1.6833, -1.1671, -0.4342], [-1.5412, -0.8285, -1.5476],
@@ -141,17 +136,14 @@ def run_one(name: str, dtype: str, repeats: int) -> dict:
 
 def _table(rows: list[dict], threads) -> str:
     head = (
-        "| system | atoms | edges | median (min) time | ref time | ratio jax/ref (median) | "
-        "compile | peak RSS | ref peak |\n|---|---|---|---|---|---|---|---|---|"
+        "| system | atoms | edges | median (min) time | compile | peak RSS |\n"
+        "|---|---|---|---|---|---|"
     )
     lines = [head]
     for r in rows:
-        ref_t, ref_m = REFERENCE[r["system"]]
         lines.append(
             f"| {r['system']} | {r['atoms']} | {r['edges']} | {r['median_s'] * 1e3:.1f} "
-            f"({r['min_s'] * 1e3:.1f}) ms | "
-            f"{ref_t * 1e3:.0f} ms | {r['median_s'] / ref_t:.3f} | {r['compile_s']:.1f} s | "
-            f"{r['peak_rss_gb']:.2f} GB | {'' if ref_m is None else f'{ref_m} GB'} |"
+            f"({r['min_s'] * 1e3:.1f}) ms | {r['compile_s']:.1f} s | {r['peak_rss_gb']:.2f} GB |"
         )
     return f"threads: {threads}\n\n" + "\n".join(lines)
 

@@ -220,3 +220,32 @@ def test_embedding_fixtures_convert(tmp_path, variant, layout):
     cfg1, st1, v1 = load_reference(out_npz, out_js)
     assert cfg1 == cfg0 and st1 == st0
     jax.tree.map(np.testing.assert_array_equal, v1, v0)
+
+
+def test_buffer_check_accepts_float32_reference_buffers_and_rejects_wrong_ones():
+    """A float32 reference model stores its constant buffers in float32: accepted when they are
+    the float32 rounding of the expected values, rejected when any entry is off."""
+    from tace_jax.models import TACEConfig
+    from tace_jax.models.reference import _D, _P, _check_buffers
+    from tace_jax.ops import COVALENT_RADII
+
+    cfg = TACEConfig(atomic_numbers=(1, 6, 8))
+    rad = np.asarray(COVALENT_RADII[:10], np.float64)
+    bw = np.arange(1, cfg.num_radial_basis + 1) * np.pi / cfg.cutoff
+    bw32 = (np.arange(1, cfg.num_radial_basis + 1, dtype=np.float32) * np.float32(np.pi)) / (
+        np.float32(cfg.cutoff)
+    )
+    for r, b in ((rad, bw), (rad.astype(np.float32), bw32)):
+        _check_buffers({_P + "zbl.covalent_radii": r, _D + bw_key(): b}, cfg)
+    bad_r = rad.copy()
+    bad_r[3] *= 1 + 1e-5
+    with pytest.raises(ValueError, match="covalent radii"):
+        _check_buffers({_P + "zbl.covalent_radii": bad_r}, cfg)
+    bad_b = bw.copy()
+    bad_b[1] *= 1 + 1e-5
+    with pytest.raises(ValueError, match="Bessel"):
+        _check_buffers({_D + bw_key(): bad_b}, cfg)
+
+
+def bw_key() -> str:
+    return "radial_embedding.radial_fn.bessel_weights"
