@@ -38,6 +38,7 @@ from ._layout import to_compressed as to_compressed
 from ._layout import to_full as to_full
 from ._linear import element_linear as element_linear
 from ._linear import element_select as element_select
+from ._linear import grouped_element_linear as grouped_element_linear
 from ._linear import mlp_alphas as mlp_alphas
 from ._linear import mlp_apply as mlp_apply
 from ._radial import bessel_basis as bessel_basis
@@ -83,6 +84,7 @@ __all__ = [
     "default_edge_chunk",
     "edge_messages",
     "element_linear",
+    "grouped_element_linear",
     "element_select",
     "harmonic_norm",
     "ictd_path_bases",

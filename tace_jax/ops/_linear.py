@@ -1,7 +1,18 @@
 """Channel-mixing maths shared by the linear modules (docs/theory.md §1.6).
 
-Element-dependent linear maps evaluate every element's weights with one GEMM and then pick each
-node's slice (cheap for the few elements of a model, and no per-atom weight gather). Dense
+Element-dependent linear maps have two evaluation paths with identical results:
+
+* *select* (few elements): every element's weights in one GEMM, then each node's slice is
+  picked. Its cost grows with the number of elements ``Z``.
+* *grouped* (many elements, e.g. a universal model): nodes are sorted by element into tiles of
+  ``tile`` rows, each tile holding one element (each element's group is padded to a multiple of
+  the tile, so at most ``ceil(N/tile) + Z`` tiles: a static bound), and one batched matmul
+  multiplies every tile by its element's weights. Its cost does not grow with ``Z`` beyond the
+  ``Z·tile`` padding rows. ``jax.lax.ragged_dot`` would be the natural primitive but on CPU
+  it lowers to a dense loop over all groups, slower than *select* (measured in
+  ``benchmarks/bench_element_linear.py``).
+
+Dense
 chains (radial MLP, scalar readouts) scale each layer by a fixed ``α_k`` at forward time, which
 depends on the init mode.
 """
@@ -14,7 +25,20 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-__all__ = ["element_select", "element_linear", "mlp_alphas", "mlp_apply"]
+__all__ = [
+    "GROUPED_MIN_ELEMENTS",
+    "element_select",
+    "element_linear",
+    "grouped_element_linear",
+    "mlp_alphas",
+    "mlp_apply",
+]
+
+#: ``element_linear(..., method="auto")`` takes the grouped path from this many elements on
+#: (chosen with ``benchmarks/bench_element_linear.py``).
+GROUPED_MIN_ELEMENTS = 16
+#: Largest number of rows per tile of the grouped path (see :func:`grouped_element_linear`).
+GROUPED_TILE = 16
 
 
 def element_select(onehot: jnp.ndarray, y_all: jnp.ndarray) -> jnp.ndarray:
@@ -26,10 +50,15 @@ def element_select(onehot: jnp.ndarray, y_all: jnp.ndarray) -> jnp.ndarray:
     return jnp.sum(oh * y_all, axis=-2)
 
 
-def element_linear(x: jnp.ndarray, w: jnp.ndarray, onehot: jnp.ndarray) -> jnp.ndarray:
+def element_linear(
+    x: jnp.ndarray, w: jnp.ndarray, onehot: jnp.ndarray, method: str = "auto"
+) -> jnp.ndarray:
     """``y[n, m, d] = Σ_c w[z_n, d, c] x[n, m, c]`` for ``x [N, M, C_in]``, ``w [Z, D, C_in]``.
 
-    Evaluates every element with one GEMM and selects (cheap for the few elements of a model).
+    Nodes whose ``onehot`` row is zero (padding) give zero. ``method``: ``"select"`` (every
+    element in one GEMM, then each node's slice), ``"grouped"``
+    (:func:`grouped_element_linear`) or ``"auto"`` (grouped from
+    :data:`GROUPED_MIN_ELEMENTS` elements on).
 
     Examples:
         >>> import jax.numpy as jnp
@@ -38,8 +67,56 @@ def element_linear(x: jnp.ndarray, w: jnp.ndarray, onehot: jnp.ndarray) -> jnp.n
         [[[1.0, 1.0]], [[2.0, 2.0]]]
     """
     z, d, c = w.shape
+    if method == "auto":
+        method = "grouped" if z >= GROUPED_MIN_ELEMENTS else "select"
+    if method == "grouped":
+        return grouped_element_linear(x, w, onehot)
+    if method != "select":
+        raise ValueError(f"element_linear: method must be auto/select/grouped, got {method!r}")
     y_all = (x @ w.reshape(z * d, c).T).reshape(*x.shape[:-1], z, d)
     return element_select(onehot, y_all)
+
+
+def grouped_element_linear(
+    x: jnp.ndarray, w: jnp.ndarray, onehot: jnp.ndarray, tile: int | None = None
+) -> jnp.ndarray:
+    """:func:`element_linear` by element-sorted tiles: cost independent of the element count.
+
+    The nodes are sorted by element; each element's group starts on a tile boundary, so every
+    tile of ``tile`` rows holds one element and is multiplied by that element's ``[D, C]``
+    weights in one batched matmul. Shapes are static: ``ceil(N/tile) + Z`` tiles. The default
+    ``tile = clip(N // (2Z), 1, GROUPED_TILE)`` keeps the padding rows ``Z·tile`` at most
+    ``N/2`` (the nodes' element mix is not known at trace time).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> w = jnp.stack([jnp.eye(2), 2 * jnp.eye(2)])
+        >>> grouped_element_linear(jnp.ones((2, 1, 2)), w, jnp.eye(2)[::-1]).tolist()
+        [[[2.0, 2.0]], [[1.0, 1.0]]]
+    """
+    n = x.shape[0]
+    z_count, d, c = w.shape
+    if tile is None:
+        tile = max(1, min(GROUPED_TILE, n // (2 * z_count)))
+    xm = x.reshape(n, -1, c)
+    m = xm.shape[1]
+    valid = jnp.sum(onehot, axis=-1)
+    species = jnp.argmax(onehot, axis=-1).astype(jnp.int32)  # padding nodes: 0, masked below
+    counts = jnp.bincount(species, length=z_count).astype(jnp.int32)
+    padded = (counts + tile - 1) // tile * tile
+    group_start = jnp.cumsum(padded) - padded  # first row of each element's group
+    sorted_start = jnp.cumsum(counts) - counts  # its first index in the sorted order
+    order = jnp.argsort(species, stable=True)
+    rank = jnp.zeros(n, jnp.int32).at[order].set(jnp.arange(n, dtype=jnp.int32))
+    row = group_start[species] + rank - sorted_start[species]  # each node's row, all distinct
+    n_tiles = -(-n // tile) + z_count
+    rows = jnp.zeros((n_tiles * tile, m, c), x.dtype).at[row].set(xm)
+    first_row = jnp.arange(n_tiles, dtype=jnp.int32) * tile
+    tile_element = jnp.searchsorted(jnp.cumsum(padded), first_row, side="right")
+    w_tiles = w[jnp.clip(tile_element, 0, z_count - 1)]  # [n_tiles, D, C]
+    y = jnp.einsum("tsmc,tdc->tsmd", rows.reshape(n_tiles, tile, m, c), w_tiles)
+    y = y.reshape(n_tiles * tile, m, d)[row] * valid[:, None, None].astype(x.dtype)
+    return y.reshape(*x.shape[:-1], d)
 
 
 def mlp_alphas(widths: Sequence[int], init: str = "forward") -> list[float]:
