@@ -11,9 +11,9 @@ For each system an NVE :class:`tace_jax.md.Simulation` (dt = 0.5 fs, 300 K) is c
 first chunk, then ``--steps`` steps are timed (one compiled ``lax.scan`` chunk, neighbour updates
 included). ``--ase`` also times ASE's ``VelocityVerlet`` driving :class:`TACECalculator` (one
 jitted force call per step plus graph building on the host) as a proxy for a reference
-ASE-driven workflow; the torch reference TACE is not installed here, so its single-point timings
-from ``bench_model.py`` are printed for orientation only (``ref_atom_steps_per_s`` =
-atoms / reference energy+forces time).
+ASE-driven workflow. The reference PyTorch TACE's own ASE MD is timed by
+``bench_md_reference.py`` (needs torch and tace 0.1.0); no number of another run is printed
+here.
 
 ``--health`` measures the cost of the simulation health checks (:mod:`tace_jax.md.health`):
 two NVE simulations of the same system, checks on and off, are compiled, then their compiled
@@ -33,8 +33,6 @@ import json
 import os
 import sys
 import time
-
-REFERENCE_SINGLE_POINT_S = {"aspirin": 0.138, "water": 4.89}  # torch TACE, 1 thread (bench_model)
 
 
 def _systems():
@@ -97,9 +95,6 @@ def bench_system(
         "reallocations": sim.reallocations,
         "final_temperature": sim.history[-1]["temperature"],
     }
-    ref = REFERENCE_SINGLE_POINT_S.get(name)
-    if ref:
-        res["ref_atom_steps_per_s"] = n / ref
     if ase_steps > 0:
         a = atoms.copy()
         a.set_velocities(np.asarray(sim.get_atoms().get_velocities()))
@@ -205,8 +200,6 @@ def main(argv=None) -> int:
                 f"  ASE: {r['ase_ms_per_step']:.1f} ms/step "
                 f"{r['ase_atom_steps_per_s']:.1f} atom-steps/s"
             )
-        if "ref_atom_steps_per_s" in r:
-            line += f"  [torch single-point ref: {r['ref_atom_steps_per_s']:.1f} atom-evals/s]"
         print(line, flush=True)
     if args.json:
         with open(args.json, "w") as f:
