@@ -9,6 +9,15 @@ Example::
 Prints MAE/RMSE of energy (total and per atom), forces (all and per element) and stress in
 meV units; the optional parity plot shows predicted vs reference energy per atom, force
 components and stress.
+
+Multi-fidelity models (docs/theory.md §2.8–2.9) predict every frame at its own level: its level key
+(``--level-key``, default ``level``; names mapped by ``--levels pbe=0,ccsd=1``), or ``--level N``
+for the whole file (a frame whose own level differs is an error). Frames without a level key
+are at level 0, as in training. A file with several levels also gets per-level errors
+(``level_<m>_energy_mae`` ...)::
+
+    tace-jax eval mf_model mixed.xyz               # each frame at atoms.info["level"]
+    tace-jax eval mf_model ccsd.xyz --level 1
 """
 
 from __future__ import annotations
@@ -26,20 +35,46 @@ __all__ = ["evaluate_structures", "main", "parity_plot"]
 
 
 def evaluate_structures(potential, structures, batch_size: int = 16) -> tuple[dict, dict]:
-    """Predict ``structures`` with ``potential`` and compare with their labels.
+    """Predict ``structures`` with ``potential``, each at its own fidelity level
+    (``Structure.level``), and compare with their labels.
 
     Returns:
         ``(metrics, arrays)``: :func:`tace_jax.train.metrics.error_metrics` of the labelled
-        quantities, and the flat prediction/reference arrays used for them.
+        quantities (plus ``level_<m>_*`` errors per level when there are several), and the
+        flat prediction/reference arrays used for them.
     """
-    from tace_jax.data import structure_to_atoms
     from tace_jax.train.metrics import error_metrics
+
+    levels = sorted({s.level for s in structures})
+    preds = predict_structures(potential, structures, batch_size)
+    metrics, arrays = _compare(preds, structures, error_metrics)
+    if len(levels) > 1:
+        for m in levels:
+            sub = [(p, s) for p, s in zip(preds, structures) if s.level == m]
+            lm, _ = _compare([p for p, _ in sub], [s for _, s in sub], error_metrics)
+            metrics.update({f"level_{m}_{k}": v for k, v in lm.items()})
+    return metrics, arrays
+
+
+def predict_structures(potential, structures, batch_size: int = 16) -> list[dict]:
+    """``potential.predict`` of ``structures`` with each one's ``level`` (and its other model
+    inputs); energy, forces and, where any frame has one, stress."""
+    from tace_jax.data import structure_to_atoms
 
     want_stress = any(s.stress is not None for s in structures)
     props = ("energy", "forces") + (("stress",) if want_stress else ())
-    preds = potential.predict(
-        [structure_to_atoms(s) for s in structures], props, batch_size=batch_size
-    )
+    multi = "level" in potential.input_names
+    atoms = []
+    for s in structures:
+        a = structure_to_atoms(s)
+        if multi:  # structure_to_atoms leaves out level 0; a multi-level model needs it
+            a.info["level"] = s.level
+        atoms.append(a)
+    return potential.predict(atoms, props, batch_size=batch_size)
+
+
+def _compare(preds, structures, error_metrics) -> tuple[dict, dict]:
+    want_stress = any(s.stress is not None for s in structures)
     a: dict[str, list] = {}
 
     def add(key, value):
@@ -112,6 +147,8 @@ def print_metrics(m: dict, file=None) -> None:
         for k in m
         if k.startswith("forces_") and k.endswith("_mae") and k.count("_") == 2
     ]
+    levels = sorted({int(k.split("_")[1]) for k in m if k.startswith("level_")})
+    rows += [(f"level_{lv}_{q}", u) for lv in levels for q, u in rows[:3]]
     print(f"{'quantity':<18}{'MAE':>12}{'RMSE':>12}  unit", file=file)
     for key, unit in rows:
         if f"{key}_mae" in m:
@@ -131,6 +168,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--forces-key", default="forces")
     p.add_argument("--stress-key", default="stress")
     p.add_argument("--index", default=":", help="frame selection, e.g. 0:200")
+    p.add_argument(
+        "--level-key", default="level", help="per-frame fidelity level key (multi-level models)"
+    )
+    p.add_argument(
+        "--level", type=int, default=None, help="fidelity level of every frame of the file"
+    )
+    p.add_argument("--levels", default=None, help="level names in the file, e.g. pbe=0,ccsd=1")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument(
         "--dtype",
@@ -143,23 +187,52 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _level_names(text: str | None) -> dict | None:
+    """``"pbe=0,ccsd=1"`` → ``{"pbe": 0, "ccsd": 1}``."""
+    if not text:
+        return None
+    out = {}
+    for item in text.split(","):
+        name, _, index = item.partition("=")
+        if not name.strip() or not index.strip().isdigit():
+            raise ValueError(f"--levels: {item!r} is not of the form name=index")
+        out[name.strip()] = int(index)
+    return out
+
+
+def _check_levels(structures, num_levels: int) -> None:
+    from tace_jax.data import DataError
+
+    for s in structures:
+        if s.level >= num_levels:
+            raise DataError(
+                f"{s.where}: field 'level' is {s.level} but the model has {num_levels} "
+                f"level(s) (0..{num_levels - 1}); set --level or --level-key"
+            )
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     import jax
 
-    from tace_jax.data import DataError, read_structures
+    from tace_jax.data import DataError
     from tace_jax.inference import Potential
+    from tace_jax.train.prepare import read_levelled
 
     try:
         pot = Potential.load(args.model, dtype=args.dtype)
-        structures = read_structures(
+        structures = read_levelled(
             args.data,
+            args.level,
             index=args.index,
             energy_key=args.energy_key,
             forces_key=args.forces_key,
             stress_key=args.stress_key,
+            level_key=args.level_key,
+            levels=_level_names(args.levels),
             atomic_numbers=pot.config.atomic_numbers,
         )
+        _check_levels(structures, pot.config.num_levels)
         if not any(s.energy is not None or s.forces is not None for s in structures):
             raise DataError(
                 f"{args.data}: no frame has labels {args.energy_key!r} or {args.forces_key!r} "

@@ -32,6 +32,7 @@ X64_HINT = (
 _COMMANDS = {
     "train": ("tace_jax.cli.train", "train a model from a YAML config"),
     "eval": ("tace_jax.cli.eval", "evaluate a saved model on a data file"),
+    "preprocess": ("tace_jax.cli.preprocess", "neighbour lists + labels into on-disk shards"),
     "quickstart": ("tace_jax.main_job", "train + evaluate a small model on bundled data"),
     "md": ("tace_jax.cli.md", "run molecular dynamics with a saved model"),
     "vib": ("tace_jax.cli.vib", "vibrational analysis with a saved model"),

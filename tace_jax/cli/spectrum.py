@@ -9,8 +9,10 @@ Lorentzian-broadened harmonic IR intensities and Raman activities (a field model
 and the conservative polarizability). ``--method both`` does both; the PNG overlays them, each
 spectrum scaled to a maximum of 1. ``docs/theory.md §3``.
 
-Outputs: ``--csv`` (columns ``method,spectrum,frequencies_cm,intensities``; raw intensities)
-and ``--png`` (needs matplotlib).
+Outputs: ``--csv`` (columns ``method,spectrum,frequencies_cm,intensities``; raw intensities),
+``--png`` (needs matplotlib), ``--json`` (peak positions) and ``--series`` (the recorded MD
+dipole/polarizability series and their spacing ``dt_fs``, npz). Progress bars (tqdm) cover the
+MD and the batched response evaluation (``--no-progress`` turns them off).
 """
 
 from __future__ import annotations
@@ -40,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--png", default=None, help="plot file (PNG, needs matplotlib)")
     p.add_argument("--csv", default=None, help="CSV file of the spectra")
     p.add_argument("--json", default=None, help="summary JSON (peak positions, settings)")
+    p.add_argument(
+        "--series",
+        default=None,
+        help="npz of the recorded MD series (steps, dipole, polarizability, dt_fs)",
+    )
     p.add_argument("--dtype", default="float64", choices=("float32", "float64"))
     p.add_argument("--steps", type=int, default=4000, help="MD steps")
     p.add_argument("--temperature", type=float, default=50.0, help="initial temperature, K")
@@ -75,6 +82,20 @@ def _field(pot, atoms, args) -> dict:
     return {"electric_field": np.asarray(f, np.float64).reshape(3)}
 
 
+def _node_inputs_from_results(pot, atoms, where) -> None:
+    """Per-atom model inputs (e.g. ``charges``) that ASE moved into ``calc.results`` on reading
+    go back to ``atoms.arrays``, where the model looks for them."""
+    results = getattr(atoms.calc, "results", None) or {}
+    for name in ("charges",):
+        if name in tuple(getattr(pot, "input_names", ()) or ()) and name not in atoms.arrays:
+            if name not in results:
+                raise ValueError(
+                    f"{where}: the model needs the per-atom input {name!r}; add a {name!r} "
+                    "column to the structure file (extxyz)"
+                )
+            atoms.arrays[name] = np.asarray(results[name], np.float64).reshape(len(atoms))
+
+
 def _md_spectra(pot, atoms, args, kinds, inputs) -> dict:
     from tace_jax.md.recording import ResponseRecorder
     from tace_jax.md.run import run_md
@@ -103,6 +124,11 @@ def _md_spectra(pot, atoms, args, kinds, inputs) -> dict:
         recorder=rec,
     )
     series = rec.compute(progress=not args.no_progress)
+    if args.series:
+        path = pathlib.Path(args.series)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {k: v for k, v in series.items() if isinstance(v, np.ndarray)}
+        np.savez(path, dt_fs=rec.dt_fs, **arrays)
     out = {}
     kw = dict(max_frequency_cm=args.max_frequency)
     if "dipole" in kinds:
@@ -216,6 +242,7 @@ def run(args) -> dict:
         atoms = ase.io.read(args.structure, index=int(args.index))
     except Exception as err:
         raise ValueError(f"{args.structure}: cannot read frame {args.index} ({err})") from err
+    _node_inputs_from_results(pot, atoms, args.structure)
     inputs = _field(pot, atoms, args)
     if "electric_field" in inputs:
         atoms.info["electric_field"] = inputs["electric_field"]
@@ -236,6 +263,7 @@ def run(args) -> dict:
             spectra[("harmonic", name)] = s
     summary = {
         "method": args.method,
+        "settings": dict(vars(args)),
         "peaks_cm": {f"{m}_{n}": _peaks(*s) for (m, n), s in spectra.items()},
     }
     for (m, n), s in spectra.items():

@@ -3,7 +3,8 @@
 Targets (``Graph.targets``), for each name in ``properties``:
 
 * graph level: ``energy [G]``, ``stress [G,3,3]``, ``virials [G,3,3]``, ``dipole [G,3]``,
-  ``polarizability [G,3,3]``; node level: ``forces [N,3]``, ``born_charges [N,3,3]``;
+  ``polarizability [G,3,3]``, ``polarization [G,3]``; node level: ``forces [N,3]``,
+  ``born_charges [N,3,3]``, ``hessian [N,3,N,3]`` (block diagonal over the graphs);
 * ``has_<name> [G]`` bool presence mask (False for padding graphs and unlabelled structures;
   values are zero where absent);
 * ``weight [G]`` per-structure weight (0 on padding).
@@ -143,6 +144,8 @@ class BatchAssembler:
         targets: dict[str, np.ndarray] = {}
         for name in self.properties:
             shape, per_node = BATCH_LABELS[name]
+            if name == "hessian":  # block diagonal [N, 3, N, 3]
+                shape = (3, n_b, 3)
             arr = np.zeros(((n_b if per_node else g_b), *shape), f)
             has = np.zeros(g_b, bool)
             pos = 0
@@ -150,7 +153,9 @@ class BatchAssembler:
                 value = getattr(s, name)
                 if value is not None:
                     has[g] = True
-                    if per_node:
+                    if name == "hessian":
+                        arr[pos : pos + s.n_atoms, :, pos : pos + s.n_atoms] = value
+                    elif per_node:
                         arr[pos : pos + s.n_atoms] = value
                     else:
                         arr[g] = value

@@ -106,6 +106,10 @@ LABEL_FIELDS: dict[str, FieldSpec] = _specs(
     FieldSpec("dipole", "graph", (3,), unit="e·Å"),
     FieldSpec("polarizability", "graph", (3, 3), unit="e·Å²/V"),
     FieldSpec("born_charges", "node", (3, 3), unit="e"),
+    FieldSpec("polarization", "graph", (3,), unit="e·Å"),
+    # per node [N, 3, N, 3]: block diagonal over the batch's graphs (the middle N is the batch's
+    # node count, written 0 here); see tace_jax.data.batch
+    FieldSpec("hessian", "node", (3, 0, 3), unit="eV/Å²"),
 )
 
 _BOOKKEEPING = _specs(

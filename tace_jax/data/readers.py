@@ -47,6 +47,8 @@ class DataKeys:
     level_key: str | None = "level"
     weight_key: str | None = "weight"
     electric_field_key: str | None = "electric_field"
+    polarization_key: str | None = "polarization"
+    hessian_key: str | None = "hessian"
 
     @classmethod
     def make(cls, keys: DataKeys | Mapping | None = None, **overrides) -> DataKeys:
@@ -161,6 +163,8 @@ def structure_to_atoms(structure: Structure):
     for k, v in structure.labels().items():
         if k == "born_charges":
             atoms.arrays["born_effective_charges"] = np.array(v).reshape(-1, 9)
+        elif k == "hessian":  # extxyz info holds flat arrays: 9n² values
+            atoms.info["hessian"] = np.array(v).reshape(-1)
         elif k not in calc_keys:
             atoms.info[k] = np.array(v) if np.ndim(v) else v
     if structure.level:  # level 0 is the default: no spurious "unused input" warnings

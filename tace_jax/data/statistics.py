@@ -91,7 +91,7 @@ def e0_span(counts: np.ndarray, fixed=()) -> tuple[np.ndarray | None, list[int]]
     rows = np.concatenate([counts, np.eye(z)[list(fixed)]]) if len(fixed) else counts
     if rows.size == 0:
         return np.zeros((0, z)), list(range(z))
-    _, sv, vt = np.linalg.svd(rows, full_matrices=True)
+    _, sv, vt = np.linalg.svd(rows, full_matrices=False)
     rank = int(np.sum(sv > 1e-8 * max(1.0, float(sv.max(initial=0.0)))))
     if rank == z:
         return None, []

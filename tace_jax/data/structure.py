@@ -35,6 +35,8 @@ LABELS = (
     "charges",
     "total_charge",
     "electric_field",
+    "polarization",
+    "hessian",
 )
 
 # per-atom labels: trailing shape; per-structure labels: full shape
@@ -47,6 +49,7 @@ _PER_STRUCTURE = {
     "polarizability": (3, 3),
     "total_charge": (),
     "electric_field": (3,),
+    "polarization": (3,),
 }
 
 
@@ -113,6 +116,8 @@ class Structure:
         source: ``(file, frame)`` for error messages.
         inputs: further model inputs by registry name (:data:`tace_jax.data.fields.INPUTS`,
             e.g. ``magnetic_field``, ``spin_multiplicity``), checked when batched.
+        polarization: ``[3]`` e·Å, periodic cell dipole (defined modulo ``e·R``).
+        hessian: ``[n, 3, n, 3]`` eV/Å² (``[3n, 3n]`` or ``9n²`` values accepted).
 
     Raises:
         DataError: on wrong shapes, non-finite values, negative weights or levels.
@@ -136,6 +141,8 @@ class Structure:
     weight: float = 1.0
     source: tuple[str, int] = ("<memory>", 0)
     inputs: Mapping[str, Any] | None = None
+    polarization: np.ndarray | None = None
+    hessian: np.ndarray | None = None
 
     def __post_init__(self):
         loc = where(self.source)
@@ -176,6 +183,10 @@ class Structure:
                     if value.shape == (n, 9):
                         value = value.reshape(n, 3, 3)
                 put(name, _frozen(self._array(name, value, (n, *shape), loc)))
+        if self.hessian is not None:  # [n, 3, n, 3] (any layout of 9n² values)
+            h = np.asarray(self.hessian, dtype=np.float64)
+            h = h.reshape(n, 3, n, 3) if h.size == 9 * n * n else h
+            put("hessian", _frozen(self._array("hessian", h, (n, 3, n, 3), loc)))
         vol = _volume(self.cell, self.pbc)
         if self.stress is not None and self.virials is None and vol > 1e-8:
             put("virials", _frozen(-vol * self.stress))

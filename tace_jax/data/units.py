@@ -86,13 +86,20 @@ def resolve_units(units: Mapping[str, object] | None = None) -> dict[str, float]
         "stress": fe / fl**3,
         "virials": fe,
         "dipole": fl,
+        "polarization": fl,
+        "hessian": fe / fl**2,
         "polarizability": 1.0,
         "born_charges": 1.0,
         "charges": 1.0,
         "total_charge": 1.0,
         "electric_field": fe / fl,
     }
-    tables = {"energy": ENERGY_UNITS, "virials": ENERGY_UNITS, "dipole": DIPOLE_UNITS}
+    tables = {
+        "energy": ENERGY_UNITS,
+        "virials": ENERGY_UNITS,
+        "dipole": DIPOLE_UNITS,
+        "polarization": DIPOLE_UNITS,
+    }
     for key, value in units.items():
         if key not in ("energy", "length"):
             out[key] = _factor(key, value, tables.get(key))

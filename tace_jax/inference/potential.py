@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tace_jax.data.errors import DataError
 from tace_jax.data.graph import Graph, single_atom_graph
 from tace_jax.models.config import TACEConfig
 from tace_jax.models.format import PotentialFormatError, read_model, write_model
@@ -32,7 +33,6 @@ from tace_jax.models.tace import TACE
 from tace_jax.ops import cast_floats, ewald_kgrid
 from tace_jax.properties import PROPERTY_NAMES
 
-from .jax_md import md_system
 from .predictor import Predictor
 
 __all__ = ["Potential", "PotentialFormatError", "as_compute_dtype"]
@@ -266,9 +266,14 @@ class Potential:
         atoms_list,
         properties: Sequence[str] = ("energy", "forces", "stress"),
         batch_size: int = 8,
+        level_key: str = "level",
         **inputs,
     ):
         """Predict properties of one ``ase.Atoms`` or a list of them.
+
+        A multi-fidelity model (docs/theory.md §2.8–2.9) predicts each structure at its level:
+        ``level=`` (one integer for all, or one per structure), else
+        ``atoms.info[level_key]``. A model with one level accepts only level 0.
 
         Args:
             atoms_list: an ``ase.Atoms`` or a sequence of them.
@@ -282,6 +287,7 @@ class Potential:
                 always returned, and for LES models ``les_energy`` and
                 ``les_born_effective_charges [n, 3, 3]`` (no edge-level properties).
             batch_size: structures evaluated together.
+            level_key: the ``atoms.info`` key holding each structure's fidelity level.
             **inputs: model inputs (``electric_field=``, ``level=``, ``charges=`` …) that
                 override ``atoms.info``/``atoms.arrays`` for every structure.
 
@@ -298,6 +304,7 @@ class Potential:
         """
         single = not isinstance(atoms_list, (list, tuple))
         atoms_list = [atoms_list] if single else list(atoms_list)
+        atoms_list, inputs = self._with_levels(atoms_list, inputs, level_key)
         if isinstance(properties, str):
             properties = (properties,)
         always = [h for h in self.config_heads() if not h.startswith("direct_")]
@@ -316,13 +323,58 @@ class Potential:
         results = self.predictor.predict(self.variables, atoms_list, properties, batch_size, inputs)
         return results[0] if single else results
 
+    def _with_levels(self, atoms_list: list, inputs: dict, level_key: str):
+        """``(atoms_list, inputs)`` with each structure's level in ``atoms.info["level"]``
+        (copies where it changes) and checked against a single-level model.
+
+        Raises:
+            DataError: a level other than 0 for a model with one level.
+            ValueError: ``level=`` a sequence of the wrong length.
+        """
+        inputs = dict(inputs)
+        given = inputs.get("level")
+        per = None
+        if given is not None and np.ndim(given) == 1 and len(atoms_list) != 1:
+            if len(given) != len(atoms_list):
+                raise ValueError(
+                    f"level=: {len(given)} values for {len(atoms_list)} structures "
+                    "(give one level, or one per structure)"
+                )
+            per = list(given)
+            del inputs["level"]
+        elif given is None and level_key != "level":
+            per = [a.info.get(level_key) for a in atoms_list]
+        if per is not None:
+            atoms_list = [_set_level(a, v) for a, v in zip(atoms_list, per)]
+        if "level" not in self.input_names:  # one level: nothing reads it, so check here
+            for k, a in enumerate(atoms_list):
+                v = given if given is not None and per is None else a.info.get("level")
+                if v is not None and np.size(v) == 1 and float(np.asarray(v).item()) != 0:
+                    raise DataError(
+                        f"structure {k}: input 'level' = {np.asarray(v).item()} is outside "
+                        "[0, 1) for this model (it has a single fidelity level)"
+                    )
+            inputs.pop("level", None)  # level 0 of a single-level model: nothing to pass
+        return atoms_list, inputs
+
     def jax_md(self, atoms, **kwargs):
         """jax-md ``(energy_fn, neighbor_fn, shift_fn)`` for ``atoms`` at fixed model inputs
         (``electric_field=``, ``level=`` …); see :func:`tace_jax.inference.jax_md.md_system`.
         A LES model fixes its k-grid from ``atoms`` first (:meth:`prepare_les`)."""
         self.prepare_les(atoms)
+        from .jax_md import md_system  # lazy: importing jax-md starts the JAX backend
+
         return md_system(self, atoms, **kwargs)
 
     def hessian(self, atoms, chunk_size: int = 16, **inputs) -> np.ndarray:
         """Hessian ``∂²E/∂x∂x`` of one structure, ``[n, 3, n, 3]`` in eV/Å² (numpy)."""
         return self.predictor.hessian(self.variables, atoms, chunk_size, inputs)
+
+
+def _set_level(atoms, level):
+    """``atoms`` with ``info["level"] = level`` (a copy; ``atoms`` itself when unchanged)."""
+    if level is None or atoms.info.get("level") is level:
+        return atoms
+    out = atoms.copy()
+    out.info["level"] = level
+    return out

@@ -15,10 +15,13 @@ from . import observables as observables
 from .config import ENSEMBLES as ENSEMBLES
 from .config import MDConfig as MDConfig
 from .differentiable import nve_rollout as nve_rollout
+from .fitting import fit_observable as fit_observable
 from .health import SimulationUnstable as SimulationUnstable
 from .integrators import make_integrator as make_integrator
 from .io import MDLogger as MDLogger
 from .io import TrajectoryWriter as TrajectoryWriter
+from .replicas import replica_batch as replica_batch
+from .replicas import rollout_replicas as rollout_replicas
 from .rollout import NeighborListOverflow as NeighborListOverflow
 from .rollout import init_state as init_state
 from .rollout import rollout as rollout
@@ -37,6 +40,7 @@ __all__ = [
     "Simulation",
     "SimulationUnstable",
     "TrajectoryWriter",
+    "fit_observable",
     "init_state",
     "initial_momenta",
     "make_integrator",
@@ -45,7 +49,9 @@ __all__ = [
     "nve_rollout",
     "observables",
     "pressure_fn",
+    "replica_batch",
     "rollout",
+    "rollout_replicas",
     "run_md",
     "stress_fn",
 ]

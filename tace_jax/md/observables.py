@@ -1,5 +1,6 @@
 """Differentiable trajectory observables: radial distribution function with smooth (Gaussian)
-binning, mean-square displacement, pressure and time averages.
+binning, mean-square displacement, pressure, the dipole autocorrelation (point-charge dipole
+``Σ qᵢ rᵢ``) and time averages.
 
 All are pure ``jnp`` functions of positions (and a box), so they can be used inside the
 ``observe`` callback of :func:`~tace_jax.md.rollout.rollout` or on its stacked output, and
@@ -13,7 +14,17 @@ import jax.numpy as jnp
 
 from tace_jax.inference.jax_md import pressure_fn
 
-__all__ = ["kinetic_energy", "msd", "pressure", "rdf", "time_average", "unwrap"]
+__all__ = [
+    "autocorrelation",
+    "dipole",
+    "dipole_autocorrelation",
+    "kinetic_energy",
+    "msd",
+    "pressure",
+    "rdf",
+    "time_average",
+    "unwrap",
+]
 
 
 def kinetic_energy(momenta, masses) -> jax.Array:
@@ -117,3 +128,52 @@ def time_average(values, discard: int = 0, weights=None):
     w = jnp.asarray(weights)[discard:]
     w = jnp.reshape(w / jnp.sum(w), (-1,) + (1,) * (v.ndim - 1))
     return jnp.sum(w * v, axis=0)
+
+
+def dipole(positions, charges) -> jax.Array:
+    """Point-charge dipole ``M = Σᵢ qᵢ rᵢ`` (e·Å), ``[..., 3]`` for positions ``[..., N, 3]``
+    and charges ``[N]`` (or ``[..., N]``). Positions must be unwrapped (:func:`unwrap`) in a
+    periodic cell, or the dipole jumps when an atom is wrapped."""
+    x = jnp.asarray(positions)
+    q = jnp.asarray(charges, x.dtype)
+    return jnp.sum(q[..., None] * x, axis=-2)
+
+
+def autocorrelation(values, max_lag: int | None = None, subtract_mean: bool = False):
+    """Time autocorrelation ``C(τ) = ⟨a(t)·a(t+τ)⟩_t`` over the leading axis, ``[max_lag]``.
+
+    Averages over the ``T − τ`` available origins (unbiased); trailing axes are contracted
+    (a dot product for vectors). Computed with a zero-padded FFT (``O(T log T)``, differentiable).
+
+    Args:
+        values: ``[T]`` or ``[T, ...]``.
+        max_lag: number of lags ``τ = 0 … max_lag−1`` (default ``T``).
+        subtract_mean: correlate the fluctuations ``a − ⟨a⟩``.
+    """
+    a = jnp.asarray(values)
+    t = a.shape[0]
+    a = a.reshape(t, -1)
+    if subtract_mean:
+        a = a - jnp.mean(a, axis=0)
+    lags = t if max_lag is None else int(max_lag)
+    if not 1 <= lags <= t:
+        raise ValueError(f"autocorrelation: max_lag must be in [1, {t}], got {max_lag}")
+    n = 1 << (2 * t - 1).bit_length()
+    f = jnp.fft.rfft(a, n=n, axis=0)
+    c = jnp.fft.irfft(f * jnp.conj(f), n=n, axis=0)[:lags].sum(axis=-1)
+    return c / (t - jnp.arange(lags)).astype(c.dtype)
+
+
+def dipole_autocorrelation(
+    trajectory,
+    charges,
+    box=None,
+    max_lag: int | None = None,
+    subtract_mean: bool = True,
+    unwrapped: bool = False,
+):
+    """Dipole autocorrelation ``⟨δM(t)·δM(t+τ)⟩`` (e²Å², ``[max_lag]``) of a trajectory
+    ``[T, N, 3]`` with fixed point charges ``[N]`` (the input of IR line shapes;
+    docs/theory.md §3); wrapped trajectories are unwrapped first when ``box`` is given."""
+    x = jnp.asarray(trajectory) if unwrapped else unwrap(trajectory, box)
+    return autocorrelation(dipole(x, charges), max_lag, subtract_mean)

@@ -135,7 +135,11 @@ class ResponseRecorder:
         return out
 
     def compute(self, progress: bool = False) -> dict[str, np.ndarray]:
-        """Evaluate the recorded frames in batches.
+        """Evaluate the recorded frames in batches (one compiled shape: a short last batch is
+        padded with copies of its last frame, whose results are dropped).
+
+        Args:
+            progress: show a tqdm bar over the batches.
 
         Returns:
             ``{"steps": [T], "dipole": [T, 3], "polarizability": [T, 3, 3]}`` (the kinds asked
@@ -148,13 +152,14 @@ class ResponseRecorder:
         results = []
         from tqdm.auto import tqdm
 
-        for i in tqdm(
-            range(0, len(frames), self.batch_size), disable=not progress, desc="response"
-        ):
-            chunk = frames[i : i + self.batch_size]
-            results += self.potential.predict(
-                chunk, props, batch_size=self.batch_size, **self.inputs
-            )
+        size = min(self.batch_size, len(frames))
+        for i in tqdm(range(0, len(frames), size), disable=not progress, desc="response"):
+            chunk = frames[i : i + size]
+            n = len(chunk)
+            # a short last batch is padded with copies of its last frame (dropped again), so
+            # that every batch has the same number of graphs and reuses one compiled shape
+            chunk = chunk + [chunk[-1]] * (size - n)
+            results += self.potential.predict(chunk, props, batch_size=size, **self.inputs)[:n]
         out: dict = {"steps": np.asarray(self.steps, np.int64)}
         for kind, prop in self.properties.items():
             out[kind] = np.stack([np.asarray(r[prop], np.float64) for r in results])

@@ -6,10 +6,16 @@ overflow flag; on overflow it reallocates the list (outside ``jit``, sized for w
 ended) and redoes the chunk from its start state, so no step ever runs with a truncated list.
 The health checks of :mod:`tace_jax.md.health` run inside the chunk; on a failure the state
 stops at the last healthy step and :class:`~tace_jax.md.health.SimulationUnstable` is raised.
+
+A LES model (``potential.config.les``, docs/theory.md §4) runs on a static k-grid (initial cell
+plus ``les_headroom``); under NPT a chunk tracks the grid its cells need: a cell within the grid
+never recompiles, one that outgrows it regrows the grid (:func:`~tace_jax.models.les.ensure_kgrid`
+logs "reallocating"), rebuilds the energy and redoes the chunk, like a list overflow.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 
 import jax
@@ -19,7 +25,10 @@ from ase import units
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
 
+from tace_jax.inference._adapter import model_parts
 from tace_jax.inference.jax_md import md_system, pressure_fn
+from tace_jax.models.les import ensure_kgrid, grow_kgrid
+from tace_jax.ops import ewald_kgrid
 
 from .config import MDConfig, md_config
 from .health import SimulationUnstable, health_limits, make_step_check, raise_unstable, reference
@@ -66,9 +75,13 @@ class Simulation:
         **overrides: :class:`~tace_jax.md.config.MDConfig` fields replacing those of
             ``config`` (``Simulation(pot, atoms, ensemble="nvt", temperature=300.0)``).
         step: the step counter to start from (a restart continues at its saved step).
+        les_headroom: LES models: relative growth of the lattice vectors the initial k-grid
+            allows before it is regrown (NPT).
 
     Attributes:
         config: the validated configuration in use.
+        les_kgrid: the static LES k-grid in use (``None``: no LES or not periodic).
+        les_reallocations: how often the k-grid was regrown.
     """
 
     def __init__(
@@ -80,6 +93,7 @@ class Simulation:
         dtype=None,
         inputs: dict | None = None,
         step: int = 0,
+        les_headroom: float = 0.1,
         **overrides,
     ):
         cfg = md_config(config, **overrides).validate("Simulation")
@@ -89,16 +103,17 @@ class Simulation:
         _check_replicas(atoms_list)
         self.ensemble = cfg.canonical_ensemble
         self.templates = [a.copy() for a in atoms_list]
-        self.system = md_system(
-            potential,
-            atoms_list[0],
-            capacity_multiplier=cfg.capacity_multiplier,
-            skin=cfg.skin,
-            fractional_coordinates=self.ensemble == "npt_nose_hoover",
-            backend=cfg.neighbor_backend,
-            dtype=dtype,
-            **(inputs or {}),
-        )
+        self._system_args = (potential, dtype, dict(inputs or {}))
+        les = getattr(potential, "config", None)
+        self.les_dl = float(les.les_dl) if getattr(les, "les", False) else None
+        self.les_kgrid, self.les_reallocations, self.les_headroom = None, 0, float(les_headroom)
+        pbc = np.asarray(atoms_list[0].pbc, bool)
+        if self.les_dl is not None and pbc.any() and not pbc.all():
+            raise ValueError(f"LES needs pbc all True or all False; the atoms have {pbc.tolist()}")
+        if self.les_dl is not None and pbc.all():
+            need = ewald_kgrid(atoms_list[0].cell.array, self.les_dl, headroom=les_headroom)
+            self.les_kgrid = grow_kgrid(None, need)
+        self.system = self._make_system()
         self.integrator = make_integrator(self.system, cfg)
         self.timestep = float(cfg.timestep)
         self.max_chunk = int(cfg.max_chunk)
@@ -124,6 +139,49 @@ class Simulation:
         self._observe = jax.jit(self._map(self._observe_one))
 
     # ----------------------------------------------------------------- helpers
+    def _make_system(self):
+        """The jax-md system; a LES model's energy has the static k-grid bound."""
+        potential, dtype, inputs = self._system_args
+        if self.les_dl is not None:
+            parts = model_parts(potential, dtype)
+            static = {"les_kgrid": self.les_kgrid or (), "les_molecules": not self.les_kgrid}
+            apply = parts.apply_fn
+            bound = lambda v, g, edge_vecs=None: apply(v, g, edge_vecs=edge_vecs, **static)
+            potential, dtype = dataclasses.replace(parts, apply_fn=bound), None
+        cfg = self.config
+        return md_system(
+            potential, self.templates[0], capacity_multiplier=cfg.capacity_multiplier,
+            skin=cfg.skin, fractional_coordinates=self.ensemble == "npt_nose_hoover",
+            backend=cfg.neighbor_backend, dtype=dtype, **inputs,
+        )  # fmt: skip
+
+    def _les_need(self, box) -> jax.Array:
+        """Traced ``ewald_kgrid`` ([3] int32) of ``box`` (jax-md columns); zeros: fixed grid."""
+        if self.les_kgrid is None or box is None:
+            return jnp.zeros(3, jnp.int32)
+        b = jnp.asarray(box)
+        norms = jnp.linalg.norm(b, axis=0) if b.ndim == 2 else jnp.broadcast_to(b, (3,))
+        return jnp.maximum(1, jnp.floor(norms / self.les_dl)).astype(jnp.int32)
+
+    def _les_regrow(self, kmax, state) -> bool:
+        """A chunk's cells needed a grid ``kmax`` > ours: regrow, rebuild (recompile), True."""
+        if self.les_kgrid is None:
+            return False
+        need = tuple(int(v) for v in np.max(np.reshape(np.asarray(kmax), (-1, 3)), axis=0))
+        if all(n <= g for n, g in zip(need, self.les_kgrid)):
+            return False
+        cells = np.swapaxes(np.asarray(self._box(state), np.float64), -1, -2)
+        h = self.les_headroom
+        self.les_kgrid = ensure_kgrid(cells, self.les_kgrid, self.les_dl, headroom=h, need=need)
+        self.les_reallocations += 1
+        new = self._make_system()  # same neighbour functions: the lists stay valid
+        keep = {k: getattr(new, k) for k in ("energy_fn", "parts", "energy_fn_for")}
+        self.system = dataclasses.replace(self.system, **keep)
+        self.integrator = make_integrator(self.system, self.config)
+        self._chunks = {}
+        self._observe = jax.jit(self._map(self._observe_one))
+        return True
+
     def _coords(self, atoms) -> np.ndarray:
         pos = np.asarray(atoms.get_positions(), np.float64)
         if self.system.fractional:
@@ -161,22 +219,27 @@ class Simulation:
     def _chunk_fn(self, n: int) -> Callable:
         if n not in self._chunks:
             integ, update = self.integrator, self.system.neighbor_fn.update
+            grid = jnp.asarray(self.les_kgrid or (0, 0, 0), jnp.int32)
 
             def one(st, nb):
                 nb = update(st.position, nb, box=integ.box_fn(st))
-                return integ.apply_fn(st, neighbor=nb), nb, _any_overflow(nb)
+                st = integ.apply_fn(st, neighbor=nb)
+                need = self._les_need(integ.box_fn(st))  # LES NPT: the grid of the new cell
+                return st, nb, _any_overflow(nb) | jnp.any(need > grid), need
 
             if self.limits is None:
                 step = self._map(one)
 
                 def chunk(state, nbrs, ref):
                     def body(carry, _):
-                        st, nb, ovf = carry
-                        st, nb, o = step(st, nb)
-                        return (st, nb, ovf | jnp.any(o)), None
+                        st, nb, ovf, km = carry
+                        st, nb, o, need = step(st, nb)
+                        km = jnp.maximum(km, jnp.reshape(need, (-1, 3)).max(0))
+                        return (st, nb, ovf | jnp.any(o), km), None
 
-                    carry = (state, nbrs, jnp.asarray(False))
-                    return (*jax.lax.scan(body, carry, None, length=n)[0], None)
+                    carry = (state, nbrs, jnp.asarray(False), jnp.zeros(3, jnp.int32))
+                    st, nb, ovf, km = jax.lax.scan(body, carry, None, length=n)[0]
+                    return st, nb, ovf, None, km
 
             else:
                 chunk = self._healthy_chunk(n, one)
@@ -189,8 +252,8 @@ class Simulation:
         check = make_step_check(self.system, self.integrator.box_fn, self.limits)
 
         def one_checked(st, nb, ref):
-            st1, nb1, o = one(st, nb)
-            return (st1, nb1, o, *check(st, st1, ref))
+            st1, nb1, o, need = one(st, nb)
+            return (st1, nb1, o, need, *check(st, st1, ref))
 
         step = self._map(one_checked)
         keep = lambda c, a, b: jax.tree_util.tree_map(lambda x, y: jnp.where(c, x, y), a, b)
@@ -201,10 +264,11 @@ class Simulation:
             ref = (h0, v0)
 
             def body(carry, i):
-                st, nb, ovf, bad = carry
-                st1, nb1, o, code, atom, value = step(st, nb, ref)
+                st, nb, ovf, bad, km = carry
+                st1, nb1, o, need, code, atom, value = step(st, nb, ref)
                 frozen = bad[0] >= 0
-                ovf = ovf | (jnp.any(o) & ~frozen)
+                ovf = ovf | (jnp.any(o) & ~frozen)  # o: list overflow or LES grid outgrown
+                km = jnp.where(frozen, km, jnp.maximum(km, jnp.reshape(need, (-1, 3)).max(0)))
                 fail = jnp.reshape(code > 0, (-1,))
                 new = jnp.any(fail) & ~ovf & ~frozen  # a list overflow redoes the chunk instead
                 r = jnp.argmax(fail)
@@ -212,11 +276,11 @@ class Simulation:
                 found = (i, pick(code), pick(atom), pick(value).astype(bad[3].dtype), r)
                 bad = tuple(jnp.where(new, jnp.asarray(x, b.dtype), b) for x, b in zip(found, bad))
                 stop = frozen | new
-                return (keep(stop, st, st1), keep(stop, nb, nb1), ovf, bad), None
+                return (keep(stop, st, st1), keep(stop, nb, nb1), ovf, bad, km), None
 
             dtype = self.system.parts.dtype
             bad = (jnp.int32(-1), jnp.int32(0), jnp.int32(0), jnp.zeros((), dtype), jnp.int32(0))
-            carry = (state, nbrs, jnp.asarray(False), bad)
+            carry = (state, nbrs, jnp.asarray(False), bad, jnp.zeros(3, jnp.int32))
             return jax.lax.scan(body, carry, jnp.arange(n, dtype=jnp.int32))[0]
 
         return chunk
@@ -246,7 +310,9 @@ class Simulation:
         st0, nb0 = self.state, self.nbrs
         for attempt in range(max_attempts):
             with quiet_float64():
-                st, nb, ovf, bad = self._chunk_fn(n)(st0, nb0, self._ref)
+                st, nb, ovf, bad, kmax = self._chunk_fn(n)(st0, nb0, self._ref)
+            if self._les_regrow(kmax, st):  # a cell outgrew the LES k-grid: redo the chunk
+                continue
             if bad is not None and int(bad[0]) >= 0:  # before any overflow: a real failure
                 self.state, self.nbrs = st, nb  # frozen at the last healthy step
                 try:

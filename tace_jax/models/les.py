@@ -10,10 +10,16 @@
 * **Per-atom split.** ``E_LES`` is a homogeneous quadratic form in the charges, so with the
   potential ``φ_i = ∂E_LES/∂q_i`` the atomic shares ``½ q_i φ_i`` sum exactly to ``E_LES``
   (Euler's theorem). They are added to ``node_energy``, so ``Σ_i node_energy_i = energy``.
-  This split of the energy is a convention; the virial is not split per atom. ``E_LES`` depends
-  on the cell explicitly (``V``, ``k = 2πn L^{−T}``), not only through edge vectors and
-  positions, so stress needs ``compute_properties(..., method="positions")`` (what
-  ``Potential`` uses for LES models; edge forces and atomic virials are not offered).
+  This split of the energy is a convention.
+* **Per-atom virials: not split.** The reciprocal energy ``(ℵ/V) Σ_k w_k e^{−σ²k²/2}
+  |S(k)|²/k²`` couples every pair of atoms through ``S(k)``, has no per-edge form, and depends
+  on the cell explicitly (``V``, ``k = 2πn L^{−T}``), not only through edge vectors. So the
+  total stress/virial is the strain derivative of the whole energy at fixed fractional
+  coordinates (``compute_properties(..., method="positions")``, what ``Potential`` uses for LES
+  models) and includes the reciprocal term exactly, while ``atomic_virials``,
+  ``atomic_stresses`` and ``edge_forces`` are not offered for LES models: ``predict`` rejects
+  them (``ValueError``) rather than return a per-atom split that would omit or arbitrarily
+  apportion the reciprocal part. The smeared Coulomb sum of molecules has no stress.
 * **k-grid.** The reciprocal sum runs on a static grid (``kgrid``, hashable): a caller under
   ``jit`` passes it (``()`` asserts that the batch holds no periodic structure); eagerly it is
   computed from the concrete cell. :func:`grow_kgrid` is the bucketing rule of ``Potential``.
@@ -204,11 +210,19 @@ def check_kgrid_fits(cell, kgrid, dl: float, pbc=None, current_step: int | None 
         )
 
 
-def ensure_kgrid(cell, kgrid, dl: float, pbc=None) -> tuple:
-    """``kgrid`` if ``cell`` (host value) fits, else a regrown grid (:func:`grow_kgrid`) and an
-    INFO log line (logger ``"tace_jax"``); the caller must then rebuild its jitted function."""
-    need = ewald_kgrid(cell, dl, pbc)
-    grid = grow_kgrid(kgrid or None, need)
+def ensure_kgrid(cell, kgrid, dl: float, pbc=None, headroom: float = 0.0, need=None) -> tuple:
+    """``kgrid`` if ``cell`` (host value, ``[3, 3]`` or ``[G, 3, 3]``) fits, else a regrown grid
+    (:func:`grow_kgrid`, ``headroom`` as in :func:`tace_jax.ops.ewald_kgrid`) and an INFO log
+    line (logger ``"tace_jax"``); the caller must then rebuild its jitted function. ``need``:
+    a grid to hold as well (e.g. the largest one a jitted MD chunk met, docs/theory.md §4)."""
+    need_cell = ewald_kgrid(cell, dl, pbc)
+    if need is not None:
+        need_cell = tuple(max(int(a), int(b)) for a, b in zip(need, need_cell))
+    need = need_cell
+    if kgrid and all(int(n) <= int(g) for n, g in zip(need, kgrid)):
+        return tuple(int(g) for g in kgrid)
+    held = ewald_kgrid(cell, dl, pbc, headroom=headroom)
+    grid = grow_kgrid(kgrid or None, tuple(max(int(a), int(b)) for a, b in zip(need, held)))
     if kgrid and grid != tuple(kgrid):
         logger.info(
             "LES: a cell needs k-grid %s, larger than the compiled %s; reallocating to %s "

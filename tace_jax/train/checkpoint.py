@@ -56,8 +56,12 @@ class Checkpointer:
             else:
                 log.warning("restoring checkpoint %s from an interrupted re-save", final.name)
                 backup.rename(final)
+        solo = {}  # multi-host: only the calling process (process 0) saves, no barriers
+        if jax.process_count() > 1:
+            me = {jax.process_index()}
+            solo = dict(multiprocessing_options=ocp.options.MultiprocessingOptions(min(me), me))
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=True, enable_async_checkpointing=False
+            max_to_keep=keep, create=not solo, enable_async_checkpointing=False, **solo
         )
         self.manager = ocp.CheckpointManager(
             self.directory, options=options, item_names=("state", "meta")

@@ -1,4 +1,4 @@
-"""Training configuration: a validated dataclass, its JSON schema, YAML loading and overrides.
+"""Training configuration: a validated dataclass (YAML, overrides, schema: :mod:`.config_io`).
 
 A config is a flat mapping of training options plus the nested ``model`` mapping (fields of
 :class:`tace_jax.models.TACEConfig`). Load one with :func:`load_config`, which reads YAML,
@@ -18,11 +18,9 @@ import difflib
 import types
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal, Union
 
-import yaml
-
+from tace_jax.data.readers import DataKeys
 from tace_jax.data.structure import LABELS
 from tace_jax.models import TACEConfig
 
@@ -33,8 +31,24 @@ __all__ = [
     "config_from_dict",
     "load_config",
     "model_field_names",
+    "read_yaml",
     "train_config_schema",
 ]
+
+
+#: Loss terms with a ``<term>_weight`` key (the order of ``tace_jax.train.loss.LOSS_PROPERTIES``).
+_LOSS_TERMS = (
+    "energy",
+    "forces",
+    "stress",
+    "virials",
+    "polarization",
+    "conservative_polarizability",
+    "born_effective_charges",
+    "dipole",
+    "polarizability",
+    "hessian",
+)
 
 
 class ConfigError(ValueError):
@@ -80,6 +94,44 @@ class TrainConfig:
         "one is an error. Otherwise such frames are counted in the log and masked out of "
         "that loss term.",
     )
+    # --- preprocessed shards (tace-jax preprocess; tace_jax/data/streaming.py) ---------------
+    train_dir: str | None = _f(
+        None,
+        "Training data preprocessed by 'tace-jax preprocess' (streamed from disk, bounded "
+        "memory); instead of train_file. Without valid_dir, valid_fraction is split off.",
+    )
+    valid_dir: str | None = _f(None, "Preprocessed validation data (with train_dir).")
+    test_dir: str | None = _f(None, "Preprocessed test data (with train_dir).")
+    stream_options: dict = _f(
+        {},
+        "train_dir loader: shuffle (buffer | global | none), buffer_size (structures), "
+        "edge_budget (edges per batch; node/graph caps from a greedy pass), prefetch.",
+    )
+    # --- multi-fidelity (docs/theory.md §2.8–2.9; train/prepare.py, train/replay.py) ---------
+    train_files: list = _f(
+        [],
+        "Multi-fidelity files pooled with train_file: a list of {file, level[, valid_file, "
+        "test_file]}; every frame of a file gets its level (an integer or a name of "
+        "data_options.levels), a frame whose own level key (data_options.level_key, default "
+        "'level') differs is an error. train_file frames keep their own level key (0 without "
+        "one); model.num_levels defaults to the highest level + 1.",
+    )
+    replay_model: str | None = _f(
+        None,
+        "Multi-head replay fine-tuning (python -m tace_jax.train.replay): the pretrained "
+        "model that gets a new level, copied from level new_level_from and trained on "
+        "train_file together with a replay_fraction of replay_file.",
+    )
+    replay_file: str | None = _f(None, "Old data, replayed at level new_level_from.")
+    replay_fraction: float = _f(
+        0.1, "Seeded fraction of replay_file replayed.", exclusiveMinimum=0.0, maximum=1.0
+    )
+    new_level_from: int = _f(0, "Level of replay_model copied into the new level.", minimum=0)
+    new_level_e0: Literal["copy", "refit"] = _f(
+        "copy",
+        "E0 of the new level: copy (the new level starts equal to new_level_from) or refit "
+        "(plus a least-squares fit of the new energies' residuals; for another energy zero).",
+    )
     # --- model and statistics ----------------------------------------------------------------
     model: dict = _f({}, "TACEConfig fields (cutoff, num_layers, num_channel, ...).")
     e0s: Any = _f(
@@ -121,6 +173,24 @@ class TrainConfig:
         8.0, "Weight of the stress term (used where labels exist).", minimum=0.0
     )
     virials_weight: float = _f(0.0, "Weight of the virials-per-atom term.", minimum=0.0)
+    # response terms (train/loss_response.py): label keys and weights; 0 = off
+    polarization_key: str | None = _f("polarization", "Periodic polarization label (e·Å).")
+    polarization_weight: float = _f(0.0, "Weight of P = −∂E/∂ℰ (quantum-folded).", minimum=0.0)
+    conservative_polarizability_key: str | None = _f(
+        None, "Key of the α label for ∂P/∂ℰ (null: polarizability_key; one label)."
+    )
+    conservative_polarizability_weight: float = _f(0.0, "Weight of α = ∂P/∂ℰ.", minimum=0.0)
+    born_effective_charges_key: str | None = _f("born_effective_charges", "Z* label (e).")
+    born_effective_charges_weight: float = _f(0.0, "Weight of Z* = ∂P/∂x.", minimum=0.0)
+    dipole_key: str | None = _f("dipole", "Dipole label (e·Å).")
+    dipole_weight: float = _f(0.0, "Dipole: trains P (field model) or direct_dipole.", minimum=0.0)
+    polarizability_key: str | None = _f("polarizability", "Polarizability label (e·Å²/V).")
+    polarizability_weight: float = _f(
+        0.0, "Polarizability: trains ∂P/∂ℰ (field model) or direct_polarizability.", minimum=0.0
+    )
+    hessian_key: str | None = _f("hessian", "Hessian label ([n,3,n,3] or [3n,3n], eV/Å²).")
+    hessian_weight: float = _f(0.0, "Weight of the random-Hessian-rows term.", minimum=0.0)
+    hessian_samples: int = _f(2, "Random Hessian rows per structure and step.", minimum=1)
     ema_decay: float | None = _f(0.995, "EMA decay d (null: no EMA).", minimum=0.0, maximum=1.0)
     scheduler: Literal["plateau", "cosine", "constant"] = _f("plateau", "Learning-rate schedule.")
     warmup_steps: int = _f(0, "Linear warm-up steps (all schedules).", minimum=0)
@@ -145,6 +215,7 @@ class TrainConfig:
     num_devices: int | None = _f(None, "Data-parallel devices (default: all local).", minimum=1)
     output_dir: str = _f("runs/tace", "Directory for checkpoints, logs and the exported model.")
     progress: bool = _f(True, "Show a tqdm progress bar.")
+    finetune: dict = _f({}, "Fine-tuning: from, freeze, lora, e0 (see tace_jax.train.finetune).")
 
     def __post_init__(self):
         _validate(self)
@@ -156,6 +227,23 @@ class TrainConfig:
     def replace(self, **changes) -> TrainConfig:
         """A validated copy with some fields changed."""
         return dataclasses.replace(self, **changes)
+
+    def loss_weights(self) -> dict[str, float]:
+        """``{loss term: weight}`` of every term of :data:`tace_jax.train.loss.LOSS_PROPERTIES`."""
+        return {t: float(getattr(self, f"{t}_weight")) for t in _LOSS_TERMS}
+
+    def label_keys(self) -> dict:
+        """Reader key options (:class:`tace_jax.data.DataKeys`) of the response labels."""
+        alpha = self.conservative_polarizability_key or self.polarizability_key
+        keys = {
+            "dipole_key": self.dipole_key,
+            "polarizability_key": alpha,
+            "born_charges_key": self.born_effective_charges_key,
+            "polarization_key": self.polarization_key,
+        }
+        if "hessian_key" in {f.name for f in dataclasses.fields(DataKeys)}:
+            keys["hessian_key"] = self.hessian_key
+        return keys
 
 
 # ---------------------------------------------------------------------------------------------
@@ -229,12 +317,30 @@ def _validate(cfg: TrainConfig) -> None:
             )
     if not isinstance(cfg.e0s, (str, dict)):
         raise ConfigError(f"config key 'e0s': expected a string or a mapping, got {cfg.e0s!r}")
+    if cfg.train_dir and (cfg.train_file or cfg.train_files):
+        raise ConfigError("config keys 'train_file' and 'train_dir': give exactly one of them")
+    if not cfg.train_dir and (cfg.valid_dir or cfg.test_dir or cfg.stream_options):
+        raise ConfigError("config keys 'valid_dir'/'test_dir'/'stream_options' need 'train_dir'")
+    if cfg.train_dir and (cfg.valid_file or cfg.test_file or cfg.finetune):
+        raise ConfigError(
+            "config key 'train_dir': give valid_dir/test_dir (preprocessed), not "
+            "valid_file/test_file; fine-tuning needs train_file"
+        )
     known = model_field_names()
     for k in cfg.model:
         if k not in known:
             raise _unknown("model", k, known)
-    if cfg.energy_weight + cfg.forces_weight + cfg.stress_weight + cfg.virials_weight <= 0:
+    if sum(cfg.loss_weights().values()) <= 0:
         raise ConfigError("all loss weights are zero")
+    from .finetune import validate_finetune  # the finetune mapping (train/finetune.py)
+
+    validate_finetune(cfg.finetune)
+    a, b = cfg.conservative_polarizability_key, cfg.polarizability_key
+    if a is not None and b is not None and a != b and cfg.polarizability_weight > 0:
+        raise ConfigError(
+            f"config keys 'conservative_polarizability_key' ({a!r}) and 'polarizability_key' "
+            f"({b!r}) name different keys, but both terms read the one polarizability label"
+        )
 
 
 def _type_name(tp) -> str:
@@ -272,200 +378,11 @@ def _accepts_float(tp) -> bool:
     return False
 
 
-def _parse_value(text: str):
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A YAML ``SafeLoader`` that rejects a key repeated in one mapping."""
-
-
-def _unique_mapping(loader: _UniqueKeyLoader, node, deep: bool = False):
-    loader.flatten_mapping(node)
-    seen: dict = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        line = key_node.start_mark.line + 1
-        try:
-            first = seen.get(key)
-        except TypeError:  # an unhashable key: the base constructor reports it
-            continue
-        if first is not None:
-            raise ConfigError(f"duplicate key {key!r} at lines {first} and {line}")
-        seen[key] = line
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
-
-
-def read_yaml(path: str | Path):
-    """Parse a YAML file; a duplicated key raises :class:`ConfigError` naming both lines."""
-    if not Path(path).is_file():
-        raise ConfigError(f"{path}: config file not found")
-    text = Path(path).read_text()
-    try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
-    except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from e
-
-
-def apply_overrides(d: dict, overrides) -> dict:
-    """Apply ``key=value`` strings (values parsed as YAML; dotted keys go into nested maps)."""
-    d = {k: (dict(v) if isinstance(v, dict) else v) for k, v in d.items()}
-    for item in overrides or ():
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} is not of the form key=value")
-        key, text = item.split("=", 1)
-        parts = key.strip().split(".")
-        node = d
-        for p in parts[:-1]:
-            if node.get(p) is None:
-                node[p] = {}
-            if not isinstance(node[p], dict):
-                raise ConfigError(f"override {item!r}: {p!r} is not a mapping")
-            node = node[p]
-        node[parts[-1]] = _parse_value(text)
-    return d
-
-
-def load_config(path: str | Path | None = None, overrides=(), **updates) -> TrainConfig:
-    """Read a YAML config (or start from defaults), apply overrides, validate.
-
-    Args:
-        path: YAML file; None starts from defaults.
-        overrides: ``["key=value", "model.key=value", ...]``.
-        **updates: further keys set directly (applied last).
-
-    Raises:
-        ConfigError: naming the file and the offending key.
-    """
-    base: dict = {}
-    if path is not None:
-        base = read_yaml(path) or {}
-        if not isinstance(base, dict):
-            raise ConfigError(f"{path}: top level must be a mapping")
-    overrides = list(overrides or ())
-    for item in overrides:
-        try:
-            apply_overrides({}, [item])
-        except ConfigError as e:
-            raise ConfigError(_named(item, e)) from None
-    d = {**apply_overrides(base, overrides), **updates}
-    try:
-        return config_from_dict(d)
-    except ConfigError as e:
-        culprit = _blame_override({**base, **updates}, overrides, str(e))
-        if culprit is not None:
-            raise ConfigError(_named(culprit, e)) from None
-        raise ConfigError(f"{path}: {e}" if path else str(e)) from None
-
-
-def _named(item: str, e: ConfigError) -> str:
-    text = str(e)
-    return text if text.startswith(f"override {item!r}") else f"override {item!r}: {text}"
-
-
-def _blame_override(base: dict, overrides: list[str], error: str) -> str | None:
-    """The override behind ``error`` (None: the file is to blame).
-
-    An override whose key the error names; else, when the file alone is valid, the first
-    override after which the config is invalid.
-    """
-    for item in overrides:
-        if repr(item.split("=", 1)[0].strip().split(".")[-1]) in error:
-            return item
-    if overrides and _valid(base):
-        d = base
-        for item in overrides:
-            d = apply_overrides(d, [item])
-            if not _valid(d):
-                return item
-    return None
-
-
-def _valid(d: dict) -> bool:
-    try:
-        config_from_dict(d)
-    except ConfigError:
-        return False
-    return True
-
-
-# ---------------------------------------------------------------------------------------------
-# JSON schema
-# ---------------------------------------------------------------------------------------------
-
-
-def _json_type(tp) -> dict:
-    origin = typing.get_origin(tp)
-    if tp is Any:
-        return {}
-    if origin in (Union, types.UnionType):
-        args = [_json_type(a) for a in typing.get_args(tp)]
-        return {"anyOf": args}
-    if origin is Literal:
-        return {"enum": list(typing.get_args(tp))}
-    table = {
-        type(None): "null",
-        bool: "boolean",
-        int: "integer",
-        float: "number",
-        str: "string",
-        dict: "object",
-        list: "array",
-    }
-    return {"type": table.get(tp, "string")}
-
-
-def _model_schema() -> dict:
-    props = {}
-    hints = typing.get_type_hints(TACEConfig)
-    for f in dataclasses.fields(TACEConfig):
-        entry = _json_type(hints.get(f.name, Any))
-        if f.default is not dataclasses.MISSING:
-            entry["default"] = _jsonable(f.default)
-        props[f.name] = entry
-    return {
-        "type": "object",
-        "description": "TACEConfig fields",
-        "properties": props,
-        "additionalProperties": False,
-    }
-
-
-def _jsonable(v):
-    if isinstance(v, tuple):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, (str, int, float, bool, type(None), list, dict)):
-        return v
-    return str(v)
-
-
-def train_config_schema() -> dict:
-    """JSON schema (draft 2020-12) of the training config, with defaults and descriptions."""
-    hints = typing.get_type_hints(TrainConfig)
-    props = {}
-    for f in dataclasses.fields(TrainConfig):
-        entry = _json_type(hints[f.name])
-        entry["description"] = f.metadata.get("help", "")
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        entry["default"] = _jsonable(default)
-        for k in ("minimum", "maximum", "exclusiveMinimum"):
-            if k in f.metadata:
-                entry[k] = f.metadata[k]
-        props[f.name] = entry
-    props["model"] = {**_model_schema(), "default": {}}
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "tace-jax training config",
-        "type": "object",
-        "properties": props,
-        "required": ["train_file"],
-        "additionalProperties": False,
-    }
+# YAML loading, overrides and the JSON schema live in config_io (re-exported; config_io imports
+# this module, so the import stays at the bottom).
+from .config_io import (  # noqa: E402
+    apply_overrides,
+    load_config,
+    read_yaml,
+    train_config_schema,
+)

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 import jax
 import numpy as np
 
-from .loss import LossConfig, combine_loss
+from .loss import LossConfig, combine_loss, terms_with_labels
 from .metrics import ErrorAccumulator
 from .step import group_batches, make_eval_step, shard_batch
 
@@ -37,19 +37,31 @@ def cached(key, build: Callable):
 
 def eval_loss_config(train_loss: LossConfig, available: Sequence[str]) -> LossConfig:
     """The training loss restricted to the labels present in an evaluation set."""
-    weights = {k: w for k, w in train_loss.active.items() if k in available}
+    with_labels = terms_with_labels(available)
+    weights = {k: w for k, w in train_loss.active.items() if k in with_labels}
     return LossConfig(
         weights=weights or {"energy": 1.0},
         loss_type=train_loss.loss_type,
         huber_delta=train_loss.huber_delta,
+        hessian_samples=train_loss.hessian_samples,
     )
 
 
-def eval_properties(available: Sequence[str]) -> tuple[str, ...]:
-    """Properties to predict for an evaluation set with labels ``available``."""
-    return tuple(
+def eval_properties(
+    available: Sequence[str], train_loss: LossConfig | None = None
+) -> tuple[str, ...]:
+    """Properties to predict for an evaluation set with labels ``available``: energy, the
+    labelled ones of forces/stress/virials and the trained response terms with labels."""
+    base = tuple(
         p for p in ("energy", "forces", "stress", "virials") if p == "energy" or p in available
     )
+    if train_loss is None:
+        return base
+    with_labels = terms_with_labels(available)
+    extra = tuple(
+        t for t in train_loss.active if t in with_labels and t not in base and t != "hessian"
+    )
+    return base + extra
 
 
 def evaluate_loader(
@@ -57,7 +69,7 @@ def evaluate_loader(
 ) -> dict:
     """Errors (:func:`~tace_jax.train.metrics.error_metrics`) and ``loss`` of ``variables`` on
     every structure of ``loader``, run SPMD on ``mesh``."""
-    props = eval_properties(loader.properties)
+    props = eval_properties(loader.properties, train_loss)
     loss_cfg = eval_loss_config(train_loss, loader.properties)
     step_fn = cached(
         ("eval", cache_key, props, loss_cfg),
@@ -70,6 +82,10 @@ def evaluate_loader(
         sums = jax.device_get(sums)
         total = sums if total is None else {k: total[k] + sums[k] for k in total}
     metrics = acc.compute()
+    if "hessian" in loss_cfg.active:  # sampled rows: errors from the sums
+        n = max(float(total["n_hessian"]), 1.0)
+        metrics["hessian_mae"] = float(total["sae_hessian"]) / n
+        metrics["hessian_rmse"] = math.sqrt(float(total["sse_hessian"]) / n)
     metrics["loss"] = float(combine_loss(total, loss_cfg))
     return metrics
 

@@ -19,6 +19,9 @@ where it stopped, mid-epoch included: the parameters, optimiser and EMA state, t
 scheduler, early-stopping counters and the position in the (deterministic) batch order are
 all restored, so an interrupted and resumed run ends with the same parameters as an
 uninterrupted one. ``max_time`` bounds the training time of one invocation (set-up included).
+
+Multi-host (:mod:`tace_jax.train.distributed`, docs/multihost.md): each process trains on its
+shard of the frames; only process 0 writes ``output_dir`` and reads it back on resume.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from jax.sharding import PartitionSpec as P
 
 from tace_jax.inference import Potential
 
+from . import distributed
 from .checkpoint import Checkpointer
 from .config import TrainConfig, apply_overrides, config_from_dict, load_config
 from .evaluation import cached, epoch_train_metrics, evaluate_loader
@@ -47,7 +51,7 @@ from .optimizer import PlateauScheduler
 from .prepare import TrainingData, write_run_files
 from .setup import TrainingSetup, setup_training
 from .state import TrainState, create_train_state
-from .step import group_batches, make_train_step, shard_batch
+from .step import make_train_step
 
 __all__ = ["FitResult", "Trainer", "fit"]
 
@@ -86,25 +90,30 @@ class Trainer:
     def __init__(
         self, setup: TrainingSetup, callbacks: Sequence[Callable] = (), t0: float | None = None
     ):
+        self.main, self.n_train = distributed.is_main_process(), len(setup.data.train)
+        if distributed.process_count() > 1:  # keep only this process's training frames
+            setup = dataclasses.replace(setup, data=distributed.shard_training_data(setup.data))
         self.setup, self.cfg, self.callbacks = setup, setup.cfg, list(callbacks)
         self.t0 = time.time() if t0 is None else t0
         cfg = setup.cfg
-        self.out = Path(cfg.output_dir)
-        self.out.mkdir(parents=True, exist_ok=True)
-        self._log_file = open(self.out / "train.log", "a")  # noqa: SIM115
-        write_run_files(self.out, cfg, setup.model_cfg, setup.raw_statistics)
+        self.out, self._log_file = Path(cfg.output_dir), None
+        if self.main:  # multi-host: the other processes never touch output_dir
+            self.out.mkdir(parents=True, exist_ok=True)
+            self._log_file = open(self.out / "train.log", "a")  # noqa: SIM115
+            write_run_files(self.out, cfg, setup.model_cfg, setup.raw_statistics)
         # compiled functions are shared by Trainers with the same key (evaluation.cached)
         self.compile_key = (
             setup.model_cfg,
             setup.statistics,
             cfg.dtype,
             tuple(d.id for d in setup.mesh.devices.flat),
+            getattr(setup.model, "cache_tag", None),  # fine-tuning (train/finetune.py)
         )
         init = cached(("init", *self.compile_key), lambda: jax.jit(setup.model.init))
         variables = init(jax.random.key(cfg.seed), setup.example_batch())
         self.repl = NamedSharding(setup.mesh, P())
         state = create_train_state(variables, setup.optimizer, cfg.dtype)
-        self.state = jax.device_put(state, self.repl)
+        self.state = jax.device_put(distributed.broadcast_tree(state), self.repl)
         self.train_step = cached(self._train_step_key(), self._make_train_step)
         self.plateau = PlateauScheduler(
             cfg.lr,
@@ -113,10 +122,11 @@ class Trainer:
             cfg.min_lr,
             enabled=cfg.scheduler == "plateau",
         )
-        if not cfg.resume:
+        if not cfg.resume and self.main:
             self._start_fresh()
-        self.ckpt = Checkpointer(self.out / "checkpoints", keep=cfg.keep_checkpoints)
-        self.logger = MetricsLogger(self.out)
+        ckpt_dir = self.out / "checkpoints"
+        self.ckpt = Checkpointer(ckpt_dir, keep=cfg.keep_checkpoints) if self.main else None
+        self.logger = MetricsLogger(self.out) if self.main else None
         self.model_path = self.out / "model"
         self.epoch = self.step_in_epoch = self.bad_evals = 0
         self.best, self.best_epoch, self.stopped = float("inf"), -1, None
@@ -176,6 +186,8 @@ class Trainer:
             shutil.rmtree(p) if p.is_dir() else p.unlink()
 
     def say(self, msg: str) -> None:
+        if not self.main:
+            return
         print(msg, flush=True)
         self._log_file.write(msg + "\n")
         self._log_file.flush()
@@ -204,11 +216,24 @@ class Trainer:
         }
 
     def save_checkpoint(self) -> None:
-        self.ckpt.save(self.global_step, self.state, self._meta())
+        if self.main:
+            self.ckpt.save(self.global_step, self.state, self._meta())
 
     def restore(self) -> bool:
         """Load the newest checkpoint if there is one; returns True if it did."""
-        found = self.ckpt.restore_latest(self.state)
+        found = self.ckpt.restore_latest(self.state) if self.main else None
+        rows = None
+        if found is not None and self.logger.jsonl.exists():
+            from .logger import read_jsonl
+
+            rows = read_jsonl(self.logger.jsonl)[: int(found[2].get("history_rows", 0))]
+        if distributed.process_count() > 1:  # process 0 read it; the others receive it
+            head = None if found is None else {"step": found[0], "meta": found[2], "rows": rows}
+            head = distributed.broadcast_json(head)
+            if head is None:
+                return False
+            state = distributed.broadcast_tree(found[1] if self.main else self.state)
+            found, rows = (head["step"], state, head["meta"]), head["rows"]
         if found is None:
             return False
         step, state, meta = found
@@ -224,12 +249,10 @@ class Trainer:
                 f"warning: checkpoint written with {meta['num_devices']} devices, resuming "
                 f"with {self.setup.num_devices}; the batch grouping differs"
             )
-        from .logger import read_jsonl
-
-        if self.logger.jsonl.exists():
-            rows = read_jsonl(self.logger.jsonl)[: int(meta.get("history_rows", 0))]
+        if rows is not None:
             self.history = rows
-            self.logger.truncate_after(rows[-1]["step"] if rows else -1)
+            if self.main:
+                self.logger.truncate_after(rows[-1]["step"] if rows else -1)
         self.say(
             f"resumed from checkpoint step {step} (epoch {self.epoch}, batch {self.step_in_epoch})"
         )
@@ -250,10 +273,13 @@ class Trainer:
     def export(self, variables, path: Path | None = None) -> Path:
         """Save ``variables`` (EMA) as a :class:`~tace_jax.inference.Potential` file."""
         path = Path(path or self.model_path)
+        if not self.main:  # multi-host: only process 0 writes
+            return path
+        export = getattr(self.setup.model, "export_variables", lambda v, _: v)  # LoRA merge
         pot = Potential(
             self.setup.model_cfg,
             self.setup.statistics,
-            jax.device_get(variables),
+            jax.device_get(export(variables, path)),
             dtype=self.cfg.dtype,
         )
         pot.save(path)
@@ -288,7 +314,8 @@ class Trainer:
             )
             self.say(f"  reducing learning rate to {self.cfg.lr * self.plateau.scale:.3g}")
         row["best_loss"], row["event"] = self.best, tag
-        self.logger.log(row)
+        if self.main:
+            self.logger.log(row)
         self.history.append(row)
         msg = f"epoch {self.epoch:4d} step {row['step']:6d} lr {row['lr']:.2e} "
         msg += f"loss {row.get('train_loss', float('nan')):.4g}"
@@ -308,19 +335,25 @@ class Trainer:
         from tqdm.auto import tqdm
 
         cfg = self.cfg
-        n_batches = self.setup.train_loader.num_batches(self.epoch)
+        loader, mesh = self.setup.train_loader, self.setup.mesh
+        n_local = distributed.local_mesh_devices(mesh)  # all of them with one process
+        n_steps = distributed.steps_per_epoch(loader, mesh, self.epoch)  # agreed by all
+        done = math.ceil(self.step_in_epoch / n_local)
         bar = tqdm(
-            total=math.ceil(n_batches / self.setup.num_devices),
-            initial=self.step_in_epoch // self.setup.num_devices,
-            disable=not cfg.progress,
+            total=n_steps,
+            initial=done,
+            disable=not (cfg.progress and self.main),
             desc=f"epoch {self.epoch}",
             leave=False,
             dynamic_ncols=True,
         )
-        batches = self.setup.train_loader.epoch_batches(self.epoch, self.step_in_epoch)
+        groups = distributed.padded_groups(
+            loader, self.epoch, self.step_in_epoch, n_local, n_steps - done
+        )
         try:
-            for k, (stacked, n_real) in enumerate(group_batches(batches, self.setup.num_devices)):
-                self.state, m = self.train_step(self.state, shard_batch(stacked, self.setup.mesh))
+            for k, (stacked, n_real) in enumerate(groups):
+                batch = distributed.global_batch(stacked, mesh)  # local sub-batches -> global
+                self.state, m = self.train_step(self.state, batch)
                 self.step_in_epoch += n_real
                 self.epoch_metrics.append(
                     {k2: v for k2, v in m.items() if k2 == "loss" or k2.startswith(_SUM_PREFIXES)}
@@ -355,8 +388,9 @@ class Trainer:
         if cfg.resume:
             self.restore()
         self.say(
-            f"tace-jax training: {len(self.setup.data.train)} train / {len(self.setup.data.valid)} "
-            f"valid structures, {self.n_params} parameters, {self.setup.num_devices} device(s), "
+            f"tace-jax training: {self.n_train} train / {len(self.setup.data.valid)} "
+            f"valid structures, {self.n_params} parameters, {self.setup.num_devices} device(s)"
+            f" in {distributed.process_count()} process(es), "
             f"{self.setup.steps_per_epoch} steps/epoch, loss {dict(self.setup.loss_cfg.active)}"
         )
         reason = self.stopped if self.stopped == "early_stopping" else None
@@ -381,7 +415,7 @@ class Trainer:
         self.stopped = reason
         if not self.history or self.history[-1]["step"] != self.global_step:
             self._end_of_evaluation("final", adjust=False)
-        if not self.model_path.exists():
+        if self.main and not self.model_path.exists():
             self.export(self.state.variables(ema=True))
         self.save_checkpoint()
         self.say(
@@ -390,9 +424,10 @@ class Trainer:
             f"{self.model_path}"
         )
         test_metrics = self.test()
-        self.ckpt.close()
-        self._log_file.close()
-        pot = Potential.load(self.model_path)
+        if self.main:
+            self.ckpt.close()
+            self._log_file.close()
+        pot = Potential.load(self.model_path) if self.main else None  # None on the others
         return FitResult(
             self.out,
             self.model_path,
@@ -411,14 +446,26 @@ class Trainer:
         """Evaluate the exported model on every test set; writes ``test_metrics.json``."""
         if not self.setup.test_loaders:
             return {}
-        pot = Potential.load(self.model_path, dtype=self.cfg.dtype)
-        variables = jax.device_put(pot.variables, self.repl)
+        variables = jax.device_put(self._exported_variables(), self.repl)
         out = {}
         for name, loader in self.setup.test_loaders.items():
             out[name] = self.evaluate(loader, variables)
             self.say(f"test [{name}] " + format_metrics(out[name]))
-        (self.out / "test_metrics.json").write_text(json.dumps(out, indent=1))
+        if self.main:
+            (self.out / "test_metrics.json").write_text(json.dumps(out, indent=1))
         return out
+
+    def _exported_variables(self):
+        """The exported model's variables, on every process (multi-host: process 0 reads the
+        file and sends them; where their layout differs from the trained variables, e.g.
+        merged LoRA adapters, every process uses its final EMA variables instead)."""
+        pot = Potential.load(self.model_path, dtype=self.cfg.dtype) if self.main else None
+        if distributed.process_count() == 1:
+            return pot.variables
+        own = jax.device_get(self.state.variables(ema=True))
+        layout = lambda t: jax.tree.map(lambda x: (np.shape(x), str(np.asarray(x).dtype)), t)  # noqa: E731
+        same = distributed.broadcast_json(pot is not None and layout(pot.variables) == layout(own))
+        return distributed.broadcast_tree(pot.variables if (same and self.main) else own)
 
 
 def fit(
@@ -444,5 +491,9 @@ def fit(
         cfg = config_from_dict(apply_overrides(config, overrides))
     else:
         cfg = config
+    if cfg.replay_model and data is None:  # multi-head replay fine-tuning (train.replay)
+        from .replay import fit_replay
+
+        return fit_replay(cfg, callbacks=callbacks)
     t0 = time.time()
     return Trainer(setup_training(cfg, data), callbacks, t0=t0).run()

@@ -6,7 +6,9 @@ virials per atom). Each term is a masked mean over the labelled entries of the b
 * energy: graphs, error ``(Ê − E)/N``;
 * forces: atoms × xyz, error ``F̂ − F``;
 * stress: graphs × 9 components;
-* virials: graphs × 9 components, error ``(V̂ − V)/N``.
+* virials: graphs × 9 components, error ``(V̂ − V)/N``;
+* response terms (polarization, conservative polarizability, Born effective charges, dipole,
+  polarizability, Hessian rows): see :mod:`tace_jax.train.loss_response`.
 
 The per-structure weight ``targets["weight"]`` ([G], 0 on padding) multiplies every term of that
 structure; label masks are ``targets["has_<p>"]`` ([G]). Losses are returned as *sums* and
@@ -26,6 +28,8 @@ import jax.numpy as jnp
 
 from tace_jax.data.graph import Graph
 
+from .loss_response import RESPONSE_LABELS, RESPONSE_TERMS, response_term
+
 __all__ = [
     "LOSS_PROPERTIES",
     "LossConfig",
@@ -37,7 +41,7 @@ __all__ = [
 ]
 
 #: Properties with a loss term, in a fixed order.
-LOSS_PROPERTIES = ("energy", "forces", "stress", "virials")
+LOSS_PROPERTIES = ("energy", "forces", "stress", "virials", *RESPONSE_TERMS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,14 +50,17 @@ class LossConfig:
 
     Attributes:
         weights: ``{property: weight}`` for ``energy`` (per atom), ``forces``, ``stress``,
-            ``virials`` (per atom); zero or missing → term off.
+            ``virials`` (per atom) and the response terms of :data:`LOSS_PROPERTIES`; zero or
+            missing → term off.
         loss_type: ``"mse"``, ``"mae"`` or ``"huber"``.
         huber_delta: δ of the Huber loss.
+        hessian_samples: random Hessian rows per structure for the ``hessian`` term.
     """
 
     weights: tuple[tuple[str, float], ...] = (("energy", 1.0), ("forces", 8.0))
     loss_type: str = "mse"
     huber_delta: float = 0.01
+    hessian_samples: int = 2
 
     def __post_init__(self):
         if isinstance(self.weights, Mapping):
@@ -61,6 +68,10 @@ class LossConfig:
         for k, _ in self.weights:
             if k not in LOSS_PROPERTIES:
                 raise ValueError(f"LossConfig: unknown loss property {k!r}; use {LOSS_PROPERTIES}")
+        if not isinstance(self.hessian_samples, int) or self.hessian_samples < 1:
+            raise ValueError(
+                f"LossConfig: hessian_samples must be an integer >= 1, got {self.hessian_samples!r}"
+            )
         if self.loss_type not in ("mse", "mae", "huber"):
             raise ValueError(
                 f"LossConfig: loss_type must be mse, mae or huber, got {self.loss_type!r}"
@@ -122,7 +133,17 @@ def _graph_weight(graph: Graph, name: str):
     return w * mask.astype(dtype), mask
 
 
-def loss_sums(pred: Mapping, graph: Graph, cfg: LossConfig) -> dict:
+def label_name(term: str) -> str:
+    """The batch label a loss term reads (``born_effective_charges`` → ``born_charges``)."""
+    return RESPONSE_LABELS.get(term, term)
+
+
+def terms_with_labels(available) -> tuple[str, ...]:
+    """Loss terms whose label is among ``available`` (label names, e.g. a loader's)."""
+    return tuple(p for p in LOSS_PROPERTIES if label_name(p) in set(available))
+
+
+def loss_sums(pred: Mapping, graph: Graph, cfg: LossConfig, hessian_rows=None) -> dict:
     """Summed loss terms and error statistics of one (sub-)batch.
 
     Args:
@@ -130,23 +151,31 @@ def loss_sums(pred: Mapping, graph: Graph, cfg: LossConfig) -> dict:
             ``stress [G,3,3]``, ``virials [G,3,3]``.
         graph: the batch, with ``targets`` as produced by :class:`tace_jax.data.GraphLoader`.
         cfg: loss settings.
+        hessian_rows: for the ``hessian`` term, the sampled rows
+            (:func:`tace_jax.properties.hessian_rows`).
 
     Returns:
         dict of scalars: ``loss_<p>`` (sum of weighted pointwise losses), ``count_<p>``
         (number of labelled entries), and for metrics ``sae_<q>``/``sse_<q>``/``n_<q>`` (sum of
         absolute/squared errors, entry count) for ``q`` in ``energy_per_atom``, ``forces``,
-        ``stress``, ``virials``.
+        ``stress``, ``virials`` and each active response term (named as the term).
     """
     out = {}
     dtype = graph.positions.dtype
     n_atoms = jnp.maximum(graph.n_node, 1).astype(dtype)
     t = graph.targets
     for name in cfg.active:
-        if name not in t:
-            raise KeyError(f"loss term {name!r} is active but the batch has no {name!r} labels")
-        w_g, mask_g = _graph_weight(graph, name)
+        label = label_name(name)
+        if label not in t:
+            raise KeyError(f"loss term {name!r} is active but the batch has no {label!r} labels")
+        w_g, mask_g = _graph_weight(graph, label)
         pw = lambda e: pointwise_loss(e, cfg.loss_type, cfg.huber_delta)  # noqa: E731
-        if name in ("energy",):
+        if name in RESPONSE_TERMS:
+            loss, count, stat_err, stat_mask = response_term(
+                name, pred, graph, w_g, mask_g, pw, hessian_rows
+            )
+            stat_name = name
+        elif name in ("energy",):
             err = (pred["energy"] - t["energy"]) / n_atoms
             err = jnp.where(mask_g, err, 0.0)
             loss, count = jnp.sum(w_g * pw(err)), jnp.sum(mask_g)

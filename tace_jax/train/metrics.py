@@ -6,7 +6,12 @@ Definitions (units eV, Å; multiply by 1000 for meV):
 * ``energy_per_atom_mae/rmse``: ``(Ê − E)/N`` per structure;
 * ``forces_mae/rmse``: over all force *components* of labelled atoms;
 * ``forces_<Symbol>_mae/rmse``: the same restricted to one element;
-* ``stress_mae/rmse``, ``virials_mae/rmse``: over the 9 components of labelled structures.
+* ``stress_mae/rmse``, ``virials_mae/rmse``: over the 9 components of labelled structures;
+* response terms (``polarization``, ``dipole`` e·Å; ``conservative_polarizability``,
+  ``polarizability`` e·Å²/V; ``born_effective_charges`` e, also per element as
+  ``born_effective_charges_<Symbol>_mae/rmse``): over all components of labelled structures /
+  atoms. A periodic polarization error (and a field model's periodic dipole error) is first
+  folded into the quantum ``e·R`` (docs/theory.md §3), as in the loss.
 
 :func:`error_metrics` works on flat arrays, so any prediction source (the trainer, or
 ``Potential.predict``) gives the same numbers; :class:`ErrorAccumulator` collects them from
@@ -19,7 +24,35 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["ErrorAccumulator", "error_metrics", "format_metrics"]
+__all__ = [
+    "ErrorAccumulator",
+    "RESPONSE_METRICS",
+    "error_metrics",
+    "fold_dipole_np",
+    "format_metrics",
+]
+
+#: Response terms with metrics, and the batch label each is compared with.
+RESPONSE_METRICS = {
+    "polarization": "polarization",
+    "conservative_polarizability": "polarizability",
+    "born_effective_charges": "born_charges",
+    "dipole": "dipole",
+    "polarizability": "polarizability",
+}
+_PER_ATOM = ("born_effective_charges",)
+
+
+def fold_dipole_np(diff, cell, pbc) -> np.ndarray:
+    """Cell-dipole differences ``[S, 3]`` (e·Å) folded into ``e·R`` along periodic axes
+    (numpy; unchanged for molecules or singular cells)."""
+    out = np.array(diff, np.float64)
+    for k in range(len(out)):
+        c, p = np.asarray(cell[k], np.float64), np.asarray(pbc[k], bool)
+        if p.any() and abs(np.linalg.det(c)) > 1e-8:
+            frac = out[k] @ np.linalg.inv(c)
+            out[k] = out[k] - np.where(p, np.round(frac), 0.0) @ c
+    return out
 
 
 def _mae_rmse(err: np.ndarray) -> tuple[float, float]:
@@ -40,6 +73,7 @@ def error_metrics(
     stress_ref=None,
     virials_pred=None,
     virials_ref=None,
+    **responses,
 ) -> dict[str, float]:
     """MAE and RMSE of whatever is given (flat arrays over structures / atoms).
 
@@ -47,6 +81,9 @@ def error_metrics(
         energy_pred, energy_ref: ``[S]`` eV; ``n_atoms`` ``[S]``.
         forces_pred, forces_ref: ``[A, 3]``; ``numbers`` ``[A]`` atomic numbers (per element).
         stress_pred, stress_ref: ``[S', 3, 3]``; virials likewise.
+        **responses: ``<term>_pred`` / ``<term>_ref`` for the terms of
+            :data:`RESPONSE_METRICS` (already folded), and ``born_effective_charges_numbers``
+            ``[A']`` for the per-element Born-charge errors.
     """
     from ase.data import chemical_symbols
 
@@ -72,6 +109,19 @@ def error_metrics(
         if p is not None and len(p):
             d = np.asarray(p, np.float64) - np.asarray(r, np.float64)
             out[f"{name}_mae"], out[f"{name}_rmse"] = _mae_rmse(d)
+    for name in RESPONSE_METRICS:
+        p, r = responses.get(f"{name}_pred"), responses.get(f"{name}_ref")
+        if p is None or not len(p):
+            continue
+        d = np.asarray(p, np.float64) - np.asarray(r, np.float64)
+        out[f"{name}_mae"], out[f"{name}_rmse"] = _mae_rmse(d)
+        zs = responses.get(f"{name}_numbers")
+        if name in _PER_ATOM and zs is not None:
+            zs = np.asarray(zs)
+            for z in np.unique(zs):
+                mae, rmse = _mae_rmse(d[zs == z])
+                sym = chemical_symbols[int(z)]
+                out[f"{name}_{sym}_mae"], out[f"{name}_{sym}_rmse"] = mae, rmse
     return out
 
 
@@ -108,6 +158,20 @@ class ErrorAccumulator:
                 m = gmask & np.asarray(t.get(f"has_{name}", gmask), bool)
                 self._add(f"{name}_pred", np.asarray(pred[name])[m])
                 self._add(f"{name}_ref", np.asarray(t[name])[m])
+        field = "electric_field" in (getattr(graph, "extras", None) or {})
+        for name, label in RESPONSE_METRICS.items():
+            if name not in pred or label not in t:
+                continue
+            m = gmask & np.asarray(t.get(f"has_{label}", gmask), bool)
+            p, r = np.asarray(pred[name], np.float64), np.asarray(t[label], np.float64)
+            if name in _PER_ATOM:
+                m = nmask & m[node_graph]
+                self._add(f"{name}_numbers", np.asarray(graph.numbers)[m])
+            elif name == "polarization" or (name == "dipole" and field):
+                cell, pbc = np.asarray(graph.cell), np.asarray(graph.pbc)
+                p = r + fold_dipole_np(p - r, cell, pbc)
+            self._add(f"{name}_pred", p[m])
+            self._add(f"{name}_ref", r[m])
 
     def add_stacked(self, pred: Mapping, stacked_graph, n_real: int | None = None) -> None:
         """Add a ``[D, ...]`` stacked batch (only the first ``n_real`` sub-batches)."""
@@ -129,13 +193,20 @@ class ErrorAccumulator:
 
 
 def format_metrics(m: Mapping[str, float], prefix: str = "") -> str:
-    """A one-line summary in meV: ``E/atom``, ``E``, ``F`` (MAE / RMSE) and stress if present."""
+    """A one-line summary in meV: ``E/atom``, ``E``, ``F`` (MAE / RMSE), and stress and the
+    response terms (in milli-units: me·Å, me·Å²/V, me) if present."""
     parts = []
     for key, label, unit in (
         ("energy_per_atom", "E/atom", "meV"),
         ("energy", "E", "meV"),
         ("forces", "F", "meV/Å"),
         ("stress", "S", "meV/Å³"),
+        ("polarization", "P", "me·Å"),
+        ("dipole", "μ", "me·Å"),
+        ("conservative_polarizability", "α", "me·Å²/V"),
+        ("polarizability", "α", "me·Å²/V"),
+        ("born_effective_charges", "Z*", "me"),
+        ("hessian", "H", "meV/Å²"),
     ):
         if f"{key}_mae" in m:
             parts.append(

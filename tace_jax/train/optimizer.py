@@ -6,16 +6,34 @@ optimiser state: the train step writes ``lr = schedule(step) · lr_scale`` into 
 update. ``schedule`` is constant, or linear warm-up + cosine decay, with optional warm-up for
 both; ``lr_scale`` is the host-side reduce-on-plateau factor (:class:`PlateauScheduler`), which
 lives in the train state and in checkpoints.
+
+Fine-tuning (:mod:`tace_jax.train.finetune`) passes ``labels``: a pytree like the parameters
+with ``"trainable"`` / ``"frozen"`` leaves. The optimiser is then an ``optax.multi_transform``
+(inside ``inject_hyperparams``, so the learning rate stays at the top of the state): AdamW on
+the trainable leaves and ``optax.set_to_zero()`` on the frozen ones, whose state is empty, so
+frozen parameters get no moments and exactly zero updates. Clipping and weight decay act on the
+trainable leaves only.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 import optax
 
-__all__ = ["PlateauScheduler", "make_optimizer", "make_schedule", "set_learning_rate"]
+__all__ = [
+    "FROZEN",
+    "TRAINABLE",
+    "PlateauScheduler",
+    "make_optimizer",
+    "make_schedule",
+    "set_learning_rate",
+]
+
+#: Parameter labels of a fine-tuning optimiser.
+TRAINABLE, FROZEN = "trainable", "frozen"
 
 
 def _adamw(learning_rate, weight_decay, amsgrad, clip):
@@ -29,20 +47,38 @@ def _adamw(learning_rate, weight_decay, amsgrad, clip):
     return optax.chain(*parts)
 
 
+def _partitioned(labels):
+    """``_adamw`` on the ``TRAINABLE`` leaves, ``set_to_zero`` (no state) on ``FROZEN`` ones."""
+
+    def build(learning_rate, weight_decay, amsgrad, clip):
+        adamw = _adamw(learning_rate, weight_decay, amsgrad, clip)
+        return optax.multi_transform({TRAINABLE: adamw, FROZEN: optax.set_to_zero()}, labels)
+
+    return build
+
+
 def make_optimizer(
     lr: float,
     weight_decay: float = 1e-8,
     amsgrad: bool = False,
     clip: float | None = 1.0,
     dtype="float32",
+    labels=None,
 ) -> optax.GradientTransformation:
     """AdamW with global-norm clipping; the learning rate is an injected hyperparameter.
 
     Weight decay is decoupled and multiplied by the learning rate (PyTorch ``AdamW``).
     ``dtype`` is the dtype of the injected learning rate (that of the parameters).
+    ``labels`` (a pytree like the parameters, leaves ``"trainable"``/``"frozen"``, or a
+    function of the parameters returning one) freezes parameters: see the module docstring.
     """
+    if labels is not None:
+        bad = {x for x in jax.tree.leaves(labels) if x not in (TRAINABLE, FROZEN)}
+        if not callable(labels) and bad:
+            raise ValueError(f"optimizer labels must be {TRAINABLE!r} or {FROZEN!r}, got {bad}")
+    fn = _adamw if labels is None else _partitioned(labels)
     return optax.inject_hyperparams(
-        _adamw, static_args=("weight_decay", "amsgrad", "clip"), hyperparam_dtype=jnp.dtype(dtype)
+        fn, static_args=("weight_decay", "amsgrad", "clip"), hyperparam_dtype=jnp.dtype(dtype)
     )(learning_rate=lr, weight_decay=weight_decay, amsgrad=amsgrad, clip=clip)
 
 

@@ -9,7 +9,6 @@ global state.
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +19,7 @@ from tace_jax.data import GraphLoader, NeighborCache
 from tace_jax.inference.potential import as_compute_dtype
 from tace_jax.models import TACE, Statistics, TACEConfig
 
+from . import distributed, finetune
 from .config import ConfigError, TrainConfig
 from .loss import LossConfig
 from .optimizer import make_optimizer, make_schedule
@@ -113,12 +113,21 @@ def setup_training(cfg: TrainConfig, data: TrainingData | None = None) -> Traini
         DataError: unreadable or invalid data.
     """
     check_dtype(cfg.dtype)
+    if cfg.replay_model and data is None:  # train/replay.py builds the data and the model
+        raise ConfigError("config key 'replay_model': run 'python -m tace_jax.train.replay'")
     data = data if data is not None else load_data(cfg)
-    model_cfg = build_model_config(cfg, data)
+    base = finetune.load_base(cfg.finetune) if cfg.finetune else None  # fine-tuning base
+    model_cfg = build_model_config(cfg, data) if base is None else base.config
     mesh = make_mesh(cfg.num_devices)
     cache = NeighborCache(model_cfg.cutoff)
-    statistics, raw_stats = build_statistics(cfg, model_cfg, data, cache)
-    train, valid, tests = make_loaders(cfg, model_cfg, data, mesh.size, cache)
+    if base is None:
+        statistics, raw_stats = build_statistics(cfg, model_cfg, data, cache)
+    else:
+        finetune.check_model_section(cfg.model, base.config)
+        statistics, raw_stats = finetune.finetune_statistics(cfg, base, data, cache)
+    shard = distributed.shard_training_data(data)  # multi-host: this process's train frames
+    train, valid, tests = make_loaders(cfg, model_cfg, shard, mesh.size, cache)
+    distributed.agree_budgets(train)  # same padded shapes on every process
     loss_cfg = build_loss_config(cfg, train.properties)
     model = TACE(model_cfg, statistics, param_dtype=jnp.dtype(cfg.dtype))
     if model_cfg.les:  # static k-grid for every batch (docs/theory.md §4)
@@ -126,7 +135,10 @@ def setup_training(cfg: TrainConfig, data: TrainingData | None = None) -> Traini
 
         everything = [*data.train, *data.valid, *(s for t in data.tests.values() for s in t)]
         model = model.clone(**dataset_les_static(everything, model_cfg.les_dl))
-    steps_per_epoch = math.ceil(train.num_batches(0) / mesh.size)
+    optimizer = make_optimizer(cfg.lr, cfg.weight_decay, cfg.amsgrad, cfg.clip, dtype=cfg.dtype)
+    if base is not None:  # the base variables, frozen labels / LoRA adapters
+        model, optimizer, raw_stats["finetune"] = finetune.prepare_finetune(cfg, base, model)
+    steps_per_epoch = distributed.steps_per_epoch(train, mesh)  # max over processes
     total = cfg.max_steps or cfg.max_epochs * steps_per_epoch
     return TrainingSetup(
         cfg=cfg,
@@ -140,7 +152,7 @@ def setup_training(cfg: TrainConfig, data: TrainingData | None = None) -> Traini
         test_loaders=tests,
         loss_cfg=loss_cfg,
         model=model,
-        optimizer=make_optimizer(cfg.lr, cfg.weight_decay, cfg.amsgrad, cfg.clip, dtype=cfg.dtype),
+        optimizer=optimizer,
         schedule=make_schedule(cfg.scheduler, cfg.lr, total, cfg.warmup_steps, cfg.min_lr),
         steps_per_epoch=steps_per_epoch,
         total_steps=total,

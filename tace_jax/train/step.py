@@ -43,6 +43,12 @@ from tace_jax.data.graph import Graph
 
 from .ema import ema_update
 from .loss import LossConfig, combine_loss, loss_sums
+from .loss_response import (
+    hessian_key,
+    required_properties,
+    sample_hessian_rows,
+    term_predictions,
+)
 from .optimizer import set_learning_rate
 from .state import TrainState
 
@@ -125,10 +131,29 @@ def shard_batch(stacked: Graph, mesh: Mesh) -> Graph:
 
 
 def _per_batch_fn(apply_fn, properties, training):
+    """``(variables, graph) -> predictions`` of ``properties`` (loss-term names allowed: the
+    response terms are translated by :func:`~tace_jax.train.loss_response.required_properties`
+    for the batch, which tells a field model by its ``electric_field`` input)."""
     from tace_jax.properties import compute_properties
 
     def fn(variables, graph):
-        return compute_properties(apply_fn, variables, graph, properties, training=training)
+        props = required_properties(properties, graph)
+        return compute_properties(apply_fn, variables, graph, props, training=training)
+
+    return fn
+
+
+def _batch_loss_fn(apply_fn, per_batch, loss_cfg: LossConfig):
+    """``(variables, graph, key) -> (predictions, loss sums)``; samples Hessian rows when the
+    ``hessian`` term is active (``key``: their PRNG key)."""
+    use_rows = "hessian" in loss_cfg.active
+
+    def fn(variables, graph, key):
+        pred = per_batch(variables, graph)
+        rows = None
+        if use_rows:
+            rows = sample_hessian_rows(apply_fn, variables, graph, key, loss_cfg.hessian_samples)
+        return pred, loss_sums(pred, graph, loss_cfg, rows)
 
     return fn
 
@@ -160,11 +185,15 @@ def make_train_step(
         terms/error statistics of :func:`tace_jax.train.loss.loss_sums` (replicated scalars).
     """
     per_batch = _per_batch_fn(apply_fn, tuple(properties), True)
+    batch_loss = _batch_loss_fn(apply_fn, per_batch, loss_cfg)
 
     def step(state: TrainState, batch: Graph):
+        d = jax.tree.leaves(batch)[0].shape[0]
+        keys = jax.random.split(hessian_key(state.step), d)
+
         def loss_fn(params):
             variables = {**state.constants, "params": params}
-            sums = jax.vmap(lambda g: loss_sums(per_batch(variables, g), g, loss_cfg))(batch)
+            sums = jax.vmap(lambda g, k: batch_loss(variables, g, k)[1])(batch, keys)
             sums = jax.tree.map(lambda x: jnp.sum(x, axis=0), sums)
             return combine_loss(sums, loss_cfg), sums
 
@@ -197,17 +226,24 @@ def make_eval_step(
 ) -> Callable[[dict, Graph], tuple[dict, dict]]:
     """Build ``eval_step(variables, stacked_batch) -> (predictions [D, ...], loss sums)``.
 
-    Predictions contain the requested ``properties`` (no second-order graph); loss sums are
-    those of :func:`tace_jax.train.loss.loss_sums` summed over the device axis.
+    Predictions contain the requested ``properties`` (no second-order graph); a response loss
+    term among them (e.g. ``dipole``) is its prediction in the label's units
+    (:func:`~tace_jax.train.loss_response.term_predictions`). Loss sums are those of
+    :func:`tace_jax.train.loss.loss_sums` summed over the device axis.
     """
     per_batch = _per_batch_fn(apply_fn, tuple(properties), False)
+    batch_loss = _batch_loss_fn(apply_fn, per_batch, loss_cfg)
 
     def step(variables, batch):
-        pred = jax.vmap(lambda g: per_batch(variables, g))(batch)
+        variables = jax.lax.stop_gradient(variables)
+        d = jax.tree.leaves(batch)[0].shape[0]
+        keys = jax.random.split(hessian_key(0), d)
+        pred, sums = jax.vmap(lambda g, k: batch_loss(variables, g, k))(batch, keys)
+        pred = jax.vmap(lambda p, g: {**p, **term_predictions(properties, p, g)})(pred, batch)
         pred = {k: v for k, v in pred.items() if k in properties}
-        sums = jax.vmap(lambda p, g: loss_sums(p, g, loss_cfg))(pred, batch)
         return pred, jax.tree.map(lambda x: jnp.sum(x, axis=0), sums)
 
     repl = NamedSharding(mesh, P())
     data = NamedSharding(mesh, P("data"))
-    return jax.jit(step, in_shardings=(repl, data), out_shardings=(data, repl))
+    pred_out = data if jax.process_count() == 1 else repl  # multi-host: readable everywhere
+    return jax.jit(step, in_shardings=(repl, data), out_shardings=(pred_out, repl))

@@ -151,6 +151,8 @@ def _tiny_config():
 class _NoCompute:
     """Stands in for the Predictor: the warning is raised before any computation."""
 
+    input_names = ()
+
     def predict(self, variables, atoms_list, *args):
         return [{"energy": 0.0} for _ in atoms_list]
 

@@ -1,5 +1,5 @@
 """Differentiable observables: RDF peak and normalisation, MSD with unwrapping, pressure against
-the runner's, weighted time averages."""
+the runner's, weighted time averages, dipole autocorrelation."""
 
 from __future__ import annotations
 
@@ -11,8 +11,17 @@ from ase import units
 from ase.build import bulk
 
 from tace_jax.md import Simulation, md_system
-from tace_jax.md.observables import msd, pressure, rdf, time_average, unwrap
-from tace_jax.testing import MorsePotential
+from tace_jax.md.observables import (
+    autocorrelation,
+    dipole,
+    dipole_autocorrelation,
+    msd,
+    pressure,
+    rdf,
+    time_average,
+    unwrap,
+)
+from tace_jax.testing import MorsePotential, assert_equivariant
 
 
 def test_rdf_peak_normalisation_and_gradient():
@@ -61,3 +70,30 @@ def test_pressure_matches_runner():
     np.testing.assert_allclose(p / units.GPa, sim.observe()["pressure_gpa"], rtol=1e-10)
     with pytest.raises(ValueError, match="box"):
         pressure(s.energy_fn, st.position, nbrs, None)
+
+
+def test_dipole_autocorrelation_direct_sum_unwrap_gradient_equivariance(key):
+    """FFT autocorrelation = the direct sum over origins; wrapping does not change the dipole
+    autocorrelation (unwrapped first); its position gradient = FD; dipole is a vector."""
+    rng = np.random.default_rng(0)
+    box = 5.0 * jnp.eye(3)
+    steps = jnp.asarray(rng.normal(0.0, 0.3, (40, 4, 3)))
+    free = 2.5 + jnp.cumsum(steps, axis=0)  # a random walk that leaves the cell
+    q = jnp.array([0.8, -0.8, 0.4, -0.4])
+    m = np.asarray(dipole(free, q))
+    dm = m - m.mean(0)
+    direct = np.array([np.mean(np.sum(dm[: 40 - k] * dm[k:], -1)) for k in range(15)])
+    c = dipole_autocorrelation(jnp.mod(free, 5.0), q, box, max_lag=15)
+    np.testing.assert_allclose(c, direct, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(autocorrelation(m, 15, subtract_mean=True), direct, rtol=1e-12)
+    with pytest.raises(ValueError, match="max_lag"):
+        autocorrelation(m, 41)
+    f = lambda x: dipole_autocorrelation(x, q, max_lag=5, unwrapped=True)[3]
+    g = jax.grad(f)(free)
+    e = jnp.zeros_like(free).at[7, 2, 1].set(1.0)
+    fd = (f(free + 1e-6 * e) - f(free - 1e-6 * e)) / 2e-6
+    np.testing.assert_allclose(g[7, 2, 1], fd, rtol=1e-6)
+    assert abs(float(g[7, 2, 1])) > 1e-4
+    assert_equivariant(lambda x: dipole(x, q), key, (free[0],), (1,), 1)
+    # the autocorrelation of a vector is invariant
+    assert_equivariant(lambda x: autocorrelation(x, 5), key, (m,), (1,), 0)

@@ -63,12 +63,18 @@ def test_recorded_series_equal_predict_on_the_recorded_frames(pot):
     sim.run(4 * k, log_interval=2 * k, progress=False, recorder=rec)
     assert rec.steps == [0, 3, 6, 9, 12]
     assert rec.dt_fs == pytest.approx(1.5)
+    traces = pot.trace_count
     out = rec.compute()
+    # 5 frames in batches of 2: the short last batch is padded, so one compiled shape
+    assert pot.trace_count - traces == 1
     assert out["property_dipole"] == "polarization"
     assert out["property_polarizability"] == "conservative_polarizability"
     assert out["dipole"].shape == (5, 3) and out["polarizability"].shape == (5, 3, 3)
     frames = rec.atoms()
-    ref = pot.predict(frames, ("polarization", "conservative_polarizability"), electric_field=FIELD)
+    # the reference in the recorder's batch shape (2 graphs), so nothing new is compiled
+    props = ("polarization", "conservative_polarizability")
+    ref = pot.predict(frames[:4] + frames[-1:] * 2, props, batch_size=2, electric_field=FIELD)[:5]
+    assert pot.trace_count - traces == 1
     np.testing.assert_allclose(out["dipole"], [r["polarization"] for r in ref], atol=1e-12)
     np.testing.assert_allclose(
         out["polarizability"], [r["conservative_polarizability"] for r in ref], atol=1e-12
@@ -76,6 +82,10 @@ def test_recorded_series_equal_predict_on_the_recorded_frames(pot):
     # the last frame is the simulation's final state, and the series moves with the atoms
     np.testing.assert_allclose(frames[-1].positions, sim.get_atoms().positions, atol=1e-12)
     assert np.ptp(out["dipole"], axis=0).max() > 0
+
+
+@pytest.mark.slow  # compiles a second MD chunk
+def test_run_md_forwards_the_recorder(pot):
     # run_md forwards the recorder; a second run does not duplicate step 0
     rec2 = ResponseRecorder(pot, "dipole", every=2, inputs={"electric_field": FIELD})
     run_md(

@@ -146,6 +146,9 @@ def test_schema():
     for k in REQUIRED_KEYS:
         assert k in props, k
     assert schema["additionalProperties"] is False
+    sources = [alt["required"] for alt in schema["oneOf"]]
+    assert sources == [["train_file"], ["train_files"], ["train_dir"]]
+    assert all(s[0] in props for s in sources)
     assert props["lr"]["default"] == 4e-3 and props["lr"]["description"]
     assert props["dtype"]["enum"] == ["float32", "float64"]
     assert "num_channel" in props["model"]["properties"]

@@ -138,3 +138,10 @@ def test_growing_cell_detected_and_reallocated(caplog):
         new = ensure_kgrid(cell * 1.8, grid, 2.0)
     assert all(n >= g for n, g in zip(new, grid)) and new != grid
     assert "reallocating" in caplog.text
+    # a fitting cell keeps the grid; `need` (the largest grid a jitted MD chunk met) and
+    # `headroom` (room for further growth) both enlarge a regrown one
+    assert ensure_kgrid(cell, grid, 2.0) == grid
+    wanted = tuple(g + 3 for g in grid)
+    assert ensure_kgrid(cell, grid, 2.0, need=wanted) == grow_kgrid(grid, wanted)
+    far = ensure_kgrid(cell * 1.8, grid, 2.0, headroom=0.5)
+    assert far == grow_kgrid(grid, ewald_kgrid(cell * 1.8, 2.0, headroom=0.5)) and far > new

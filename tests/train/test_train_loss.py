@@ -138,4 +138,4 @@ def test_missing_labels_raise(rng):
     with pytest.raises(KeyError, match="virials"):
         loss_sums(pred, graph, LossConfig(weights={"virials": 1.0}))
     with pytest.raises(ValueError, match="unknown loss property"):
-        LossConfig(weights={"dipole": 1.0})
+        LossConfig(weights={"magnetization": 1.0})
