@@ -25,6 +25,32 @@ from .structure import Structure
 __all__ = ["GraphLoader"]
 
 
+def plan_batches(
+    order, n_nodes, n_edges, packing: str, batch_size: int, drop_last: bool, budgets
+) -> list[np.ndarray]:
+    """The batches of ``order`` (structure indices): ``packing="fixed"``, ``batch_size`` each
+    (the short last one dropped if ``drop_last``); otherwise greedy within ``budgets`` (nodes,
+    edges, graphs, each with one padding slot)."""
+    order = np.asarray(order)
+    if packing == "fixed":
+        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        if drop_last and len(batches) > 1 and len(batches[-1]) < batch_size:
+            batches.pop()
+        return batches
+    n_b, e_b, g_b = budgets
+    batches, cur, cn, ce = [], [], 0, 0
+    for i in order.tolist():
+        ni, ei = int(n_nodes[i]), int(n_edges[i])
+        if cur and (cn + ni > n_b - 1 or ce + ei > e_b or len(cur) + 1 > g_b - 1):
+            batches.append(np.array(cur))
+            cur, cn, ce = [], 0, 0
+        cur.append(i)
+        cn, ce = cn + ni, ce + ei
+    if cur:
+        batches.append(np.array(cur))
+    return batches
+
+
 class GraphLoader:
     """Iterate padded :class:`~tace_jax.data.graph.Graph` batches over a data set.
 
@@ -150,24 +176,10 @@ class GraphLoader:
         return self._plans[epoch]
 
     def _make_plan(self, order: np.ndarray) -> list[np.ndarray]:
-        if self.packing == "fixed":
-            bs = self.batch_size
-            batches = [order[i : i + bs] for i in range(0, len(order), bs)]
-            if self.drop_last and len(batches) > 1 and len(batches[-1]) < bs:
-                batches.pop()
-            return batches
-        n_b, e_b, g_b = self.budgets
-        batches, cur, cn, ce = [], [], 0, 0
-        for i in order:
-            ni, ei = int(self._asm.n_nodes[i]), int(self._asm.n_edges[i])
-            if cur and (cn + ni > n_b - 1 or ce + ei > e_b or len(cur) + 1 > g_b - 1):
-                batches.append(np.array(cur))
-                cur, cn, ce = [], 0, 0
-            cur.append(i)
-            cn, ce = cn + ni, ce + ei
-        if cur:
-            batches.append(np.array(cur))
-        return batches
+        return plan_batches(
+            order, self._asm.n_nodes, self._asm.n_edges, self.packing, self.batch_size,
+            self.drop_last, self.budgets,
+        )  # fmt: skip
 
     def num_batches(self, epoch: int | None = None) -> int:
         """Number of batches in ``epoch`` (default: the current one)."""

@@ -35,7 +35,7 @@ import numpy as np
 from .batch import BATCH_LABELS, BatchAssembler
 from .errors import DataError
 from .graph import round_up
-from .loader import _prefetched
+from .loader import _prefetched, plan_batches
 from .neighbor_cache import NeighborCache
 from .shards import ShardSet
 
@@ -184,13 +184,10 @@ class StreamingLoader:
         return self._plans[epoch]
 
     def _make_plan(self, order: np.ndarray) -> list[np.ndarray]:
-        if self.packing == "fixed":
-            bs = self.batch_size
-            batches = [order[i : i + bs] for i in range(0, len(order), bs)]
-            if self.drop_last and len(batches) > 1 and len(batches[-1]) < bs:
-                batches.pop()
-            return batches
-        return _greedy(order, self.shards.n_nodes, self.shards.n_edges, self.budgets)
+        return plan_batches(
+            order, self.shards.n_nodes, self.shards.n_edges, self.packing, self.batch_size,
+            self.drop_last, self.budgets,
+        )  # fmt: skip
 
     def num_batches(self, epoch: int | None = None) -> int:
         """Number of batches in ``epoch`` (default: the current one)."""
@@ -302,22 +299,6 @@ def greedy_caps(
         cn, ce, cg = cn + ni, ce + ei, cg + 1
     most_n, most_g = max(most_n, cn), max(most_g, cg)
     return round_up(most_n + 1, multiple), e_b, most_g + 1
-
-
-def _greedy(order, n_nodes, n_edges, budgets) -> list[np.ndarray]:
-    """Greedy packing of ``order`` (global indices) within ``budgets``."""
-    n_b, e_b, g_b = budgets
-    batches, cur, cn, ce = [], [], 0, 0
-    for i in order.tolist():
-        ni, ei = int(n_nodes[i]), int(n_edges[i])
-        if cur and (cn + ni > n_b - 1 or ce + ei > e_b or len(cur) + 1 > g_b - 1):
-            batches.append(np.array(cur))
-            cur, cn, ce = [], 0, 0
-        cur.append(i)
-        cn, ce = cn + ni, ce + ei
-    if cur:
-        batches.append(np.array(cur))
-    return batches
 
 
 class _KnownEdges(NeighborCache):
