@@ -5,14 +5,14 @@ Two measurements, side by side in one run:
 1. the op alone, :func:`tace_jax.ops.element_linear` with ``method="select"`` and
    ``"grouped"``, for ``Z = 5`` and ``Z = 89``, at the shapes of the default model
    (rank 0 and 2, the product-basis fan-in of ``ν = 3``);
-2. the default TACE model (energy + forces, compiled, prebuilt padded graph) on the same
-   1,440-atom periodic system whose atoms carry 5 different elements, built once with
-   ``atomic_numbers`` of 5 elements and once of 89 (a universal model): what a universal model
-   pays for its unused elements. ``method="auto"`` is what the model uses.
+2. the default TACE model (energy + forces, compiled, prebuilt padded graph) on one periodic
+   cubic supercell of about ``--atoms`` atoms (8·k³) carrying 5 different elements, built
+   once with ``atomic_numbers`` of 5 elements and once of 89 (a universal model): what a
+   universal model pays for its unused elements. ``method="auto"`` is what the model uses.
 
 Usage::
 
-    python benchmarks/bench_element_linear.py [--atoms 1440] [--repeats 5] [--skip-model]
+    python benchmarks/bench_element_linear.py [--atoms 512] [--repeats 3] [--skip-model]
 """
 
 from __future__ import annotations

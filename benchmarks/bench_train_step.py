@@ -92,7 +92,7 @@ def main(argv=None) -> int:
         wall = time.perf_counter() - t0
         rows = [json.loads(x) for x in open(os.path.join(tmp, "run", "metrics.jsonl"))]
     rows = [r for r in rows if "epoch" in r and "time" in r]
-    steps_per_epoch = -(-round(a.frames) // a.batch_size)
+    steps_per_epoch = -(-a.frames // a.batch_size)
     if len(rows) < 3:
         raise SystemExit("bench_train_step: needs --epochs >= 3 (the first two may compile)")
     dt = rows[-1]["time"] - rows[-2]["time"]  # the last epoch only: nothing left to compile
