@@ -143,7 +143,7 @@ def child(args) -> None:
 def preprocess(work: Path, n: int) -> dict:
     """Shards of all replicas, written replica by replica (bounded memory)."""
     mon = Monitor(None)
-    from tace_jax.data.shards import ShardWriter
+    from tace_jax.data.shard_writer import ShardWriter
 
     t0 = time.time()
     w = ShardWriter(work / "shards", MODEL["cutoff"], shard_size=256)

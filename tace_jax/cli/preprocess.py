@@ -66,7 +66,7 @@ def _reader(args):
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    from tace_jax.data.shards import ShardWriter
+    from tace_jax.data.shard_writer import ShardWriter
 
     cutoff, read = _reader(args)
     t0 = time.time()

@@ -216,8 +216,9 @@ class StreamingData:
         stats["streaming"] = self.log  # filled by make_loaders, logged by the run files
         return stats
 
-    def label_report(self, weights: Mapping[str, float]) -> list[str]:
-        """Counts of train/valid structures without each weighted label."""
+    def label_report(self, weights: Mapping[str, float], always=("energy", "forces")) -> list[str]:
+        """Counts of train/valid structures without each weighted label (``always``: also
+        when no structure has it)."""
         lines = []
         for name, s in self._sets(False):
             for label, w in weights.items():
@@ -225,7 +226,7 @@ class StreamingData:
                     continue
                 has = s.shards.label_mask(label, s.indices)
                 missing = int((~has).sum())
-                if 0 < missing and (missing < len(s) or label in ("energy", "forces")):
+                if 0 < missing and (missing < len(s) or label in always):
                     first = s.shards.where(int(s.indices[np.argmin(has)]))
                     lines.append(
                         f"labels: {missing} of {len(s)} {name} frames have no {label!r} "

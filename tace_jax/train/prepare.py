@@ -290,26 +290,52 @@ def to_model_statistics(stats: Mapping) -> Statistics:
     )
 
 
-def label_report(cfg: TrainConfig, data: TrainingData) -> list[str]:
-    """Lines counting the train/valid frames without each label that has a loss weight.
+#: Labels whose absence from every frame is reported too (a weighted term that never applies is
+#: most likely a wrong ``<property>_key``); stress and virials are absent from molecules.
+ALWAYS_REPORTED = (
+    "energy",
+    "forces",
+    "polarization",
+    "polarizability",
+    "born_charges",
+    "dipole",
+    "hessian",
+)
 
-    Such frames are masked out of that loss term; ``require_labels`` makes them errors.
-    """
+
+def label_weights(cfg: TrainConfig) -> dict[str, float]:
+    """Loss weight per data label (a :class:`~tace_jax.data.Structure` field): the largest
+    weight of the loss terms that read it (``conservative_polarizability`` and
+    ``polarizability`` both read ``polarizability``; ``born_effective_charges`` reads
+    ``born_charges``)."""
+    from .loss_response import RESPONSE_LABELS
+
     weights = {
         "energy": cfg.energy_weight,
         "forces": cfg.forces_weight,
         "stress": cfg.stress_weight,
         "virials": cfg.virials_weight,
     }
+    for term, label in RESPONSE_LABELS.items():
+        weights[label] = max(weights.get(label, 0.0), float(getattr(cfg, f"{term}_weight")))
+    return weights
+
+
+def label_report(cfg: TrainConfig, data: TrainingData) -> list[str]:
+    """Lines counting the train/valid frames without each label that has a loss weight.
+
+    Such frames are masked out of that loss term; ``require_labels`` makes them errors.
+    """
+    weights = label_weights(cfg)
     if getattr(data, "streaming", False):  # preprocessed shards: from the stored label masks
-        return data.label_report(weights)
+        return data.label_report(weights, ALWAYS_REPORTED)
     lines = []
     for name, frames in (("train", data.train), ("valid", data.valid)):
         if not frames:
             continue
         for label, w in weights.items():
             missing = sum(getattr(s, label) is None for s in frames)
-            if w > 0 and 0 < missing and (missing < len(frames) or label in ("energy", "forces")):
+            if w > 0 and 0 < missing and (missing < len(frames) or label in ALWAYS_REPORTED):
                 first = next(s.where for s in frames if getattr(s, label) is None)
                 lines.append(
                     f"labels: {missing} of {len(frames)} {name} frames have no {label!r} "

@@ -25,11 +25,16 @@ from tace_jax.data import (
     read_structures,
 )
 from tace_jax.data.shard_data import StreamingData, shard_statistics
-from tace_jax.data.shards import ShardSet, write_shards
+from tace_jax.data.shard_writer import write_shards
+from tace_jax.data.shards import ShardSet
 from tace_jax.data.streaming import StreamingLoader, greedy_caps
 
 CUTOFF = 4.0
 ZS = [1, 6, 8, 14]
+
+
+def _sym(a):
+    return a + a.T
 
 
 def _periodic(k: int, rng) -> Structure:
@@ -48,6 +53,8 @@ def _periodic(k: int, rng) -> Structure:
         stress=rng.normal(size=(3, 3)) * 1e-2 if k % 2 else None,
         charges=rng.normal(size=8) * 0.1 if k != 1 else None,
         electric_field=rng.normal(size=3) if k % 3 == 0 else None,
+        polarization=rng.normal(size=3) if k % 2 == 0 else None,
+        hessian=_sym(rng.normal(size=(24, 24))).reshape(8, 3, 8, 3) if k in (1, 4) else None,
         weight=0.5 + k,
         source=("si_boxes.xyz", 10 + k),
     )
@@ -80,10 +87,11 @@ def _same(a, b) -> None:
 def test_structures_round_trip(data, shard_dir):
     shards = ShardSet(shard_dir, CUTOFF)
     assert len(shards) == len(data) and shards.num_shards == 6
-    for i, s, edges in shards.read_items([0, 21, 23, 25, 35]):
+    for i, s, edges in shards.read_items([0, 21, 23, 24, 25, 35]):
         o = data[i]
         assert s.source == o.source and s.where == o.where
-        for k in ("numbers", "positions", "cell", "pbc", "forces", "stress", "virials"):
+        keys = ("numbers", "positions", "cell", "pbc", "forces", "stress", "virials")
+        for k in (*keys, "polarization", "hessian"):
             a, b = getattr(o, k), getattr(s, k)
             assert (a is None) == (b is None), k
             if a is not None:
@@ -106,6 +114,7 @@ def test_batches_equal_in_memory(data, shard_dir, shuffle):
     for a, b in zip(want, got):
         _same(a, b)
     assert "has_charges" in got[0].extras and "electric_field" in got[0].extras
+    assert {"polarization", "hessian"} <= set(disk.properties)
     _same(mem.make_batch([3, 22, 1]), disk.make_batch([3, 22, 1]))
     tail = list(disk.epoch_batches(2, start_step=5))  # resume mid-epoch
     for a, b in zip(want[5:], tail):

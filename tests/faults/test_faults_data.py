@@ -175,3 +175,25 @@ def test_e0s_file_in_training(tmp_path):
         setup_training(_cfg(tmp_path, train, e0s=str(train)))
     with pytest.raises(DataError, match=r"atomic_energies: no E0 given for element 8"):
         setup_training(_cfg(tmp_path, train, e0s={1: -13.6}))
+
+
+def test_weighted_response_label_never_present_is_reported(tmp_path):
+    """A response term with a weight but a label no frame has (a wrong ``<property>_key``) is
+    reported, naming the label and the first frame."""
+    from types import SimpleNamespace
+
+    from tace_jax.train.prepare import label_report
+
+    frames = [_frame(k) for k in range(3)]
+    structures = read_structures(_write(tmp_path / "plain.xyz", frames))
+    cfg = _cfg(tmp_path, tmp_path / "plain.xyz", born_effective_charges_weight=1.0)
+    lines = label_report(cfg, SimpleNamespace(train=structures, valid=[]))
+    assert any(
+        "3 of 3 train frames have no 'born_charges'" in n and "plain.xyz, frame 0" in n
+        for n in lines
+    ), lines
+    assert not any("'dipole'" in n for n in lines)  # weight 0: not reported
+    cfg = _cfg(tmp_path, tmp_path / "plain.xyz")
+    assert not any(
+        "born_charges" in n for n in label_report(cfg, SimpleNamespace(train=structures, valid=[]))
+    )
