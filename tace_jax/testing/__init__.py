@@ -2,6 +2,7 @@
 imports it).
 
 * equivariance, tree comparison and retracing checks (:mod:`._equivariance`);
+* tiny model and training configurations (:mod:`.configs`);
 * test doubles that satisfy the potential protocol of :mod:`tace_jax.inference`: a Morse pair
   potential for MD tests and a tiny analytic edge model for property tests.
 """
@@ -18,12 +19,17 @@ from ._equivariance import random_o3 as random_o3
 from ._equivariance import rotate as rotate
 from ._equivariance import rotate_tree as rotate_tree
 from ._equivariance import wigner_cartesian as wigner_cartesian
+from .configs import TINY_MODEL as TINY_MODEL
+from .configs import tiny_model as tiny_model
+from .configs import tiny_tace_config as tiny_tace_config
+from .configs import tiny_train_dict as tiny_train_dict
 from .morse import MorsePotential as MorsePotential
 from .toy import toy_apply as toy_apply
 from .toy import toy_init as toy_init
 
 __all__ = [
     "LAYOUTS",
+    "TINY_MODEL",
     "MorsePotential",
     "Rep",
     "assert_equivariant",
@@ -35,6 +41,9 @@ __all__ = [
     "random_o3",
     "rotate",
     "rotate_tree",
+    "tiny_model",
+    "tiny_tace_config",
+    "tiny_train_dict",
     "toy_apply",
     "toy_init",
     "wigner_cartesian",

@@ -18,20 +18,11 @@ import numpy as np
 import pytest
 import yaml
 
+from tace_jax.testing import tiny_model
 from tace_jax.train import fit
 
 ROOT = Path(__file__).resolve().parents[2]
-MODEL = {
-    "cutoff": 4.0,
-    "num_layers": 1,
-    "correlation": 2,
-    "num_channel": 4,
-    "lmax_node": 1,
-    "lmax_edge": 1,
-    "radial_hidden": [8],
-    "readout_hidden": [4],
-    "zbl": False,
-}
+MODEL = tiny_model()
 
 
 def _config(out):

@@ -15,20 +15,11 @@ import pytest
 
 from tace_jax.data import bundled_dataset_path, read_structures, structure_to_atoms
 from tace_jax.inference import Potential
+from tace_jax.testing import tiny_model
 from tace_jax.train import fit
 from tace_jax.train.logger import read_jsonl
 
-TINY_MODEL = {
-    "cutoff": 4.0,
-    "num_layers": 1,
-    "correlation": 2,
-    "num_channel": 4,
-    "lmax_node": 1,
-    "lmax_edge": 1,
-    "radial_hidden": [8],
-    "readout_hidden": [4],
-    "zbl": False,
-}
+TINY_MODEL = tiny_model()
 
 
 def tiny_config(out, **kw):

@@ -13,7 +13,7 @@ import pytest
 from tace_jax.data import DataError, bundled_dataset_path, read_structures, structure_to_atoms
 from tace_jax.inference import Potential
 from tace_jax.models import Statistics, TACEConfig
-from tace_jax.testing import MorsePotential
+from tace_jax.testing import MorsePotential, tiny_model
 from tace_jax.train import ConfigError, config_from_dict
 from tace_jax.train.prepare import build_model_config, build_statistics, load_data
 from tace_jax.train.replay import add_level, fit_replay, prepare_replay, replay_subset
@@ -24,17 +24,7 @@ LEVELS = (
     ({"depth": 0.5, "r0": 1.2}, (-13.6, -1029.0, -2041.0)),
     ({"depth": 0.7, "r0": 1.3}, (-13.1, -1027.5, -2043.2)),
 )
-MODEL = {
-    "cutoff": 4.0,
-    "num_layers": 1,
-    "correlation": 2,
-    "num_channel": 4,
-    "lmax_node": 1,
-    "lmax_edge": 1,
-    "radial_hidden": [8],
-    "readout_hidden": [4],
-    "zbl": False,
-}
+MODEL = tiny_model()
 
 
 def label(atoms_list, level, rng=None, jitter=0.0):

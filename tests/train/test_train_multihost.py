@@ -23,20 +23,11 @@ import pytest
 import yaml
 
 from tace_jax.data import GraphLoader, bundled_dataset_path, read_structures
+from tace_jax.testing import tiny_model
 from tace_jax.train import distributed
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY_MODEL = {
-    "cutoff": 4.0,
-    "num_layers": 1,
-    "correlation": 2,
-    "num_channel": 4,
-    "lmax_node": 1,
-    "lmax_edge": 1,
-    "radial_hidden": [8],
-    "readout_hidden": [4],
-    "zbl": False,
-}
+TINY_MODEL = tiny_model()
 
 
 def _env():

@@ -9,21 +9,12 @@ import numpy as np
 import pytest
 
 from tace_jax.models import Statistics
+from tace_jax.testing import tiny_model
 from tace_jax.train import ConfigError, config_from_dict
 from tace_jax.train.prepare import to_model_statistics
 from tace_jax.train.setup import TrainingSetup, setup_training
 
-MODEL = {
-    "cutoff": 4.0,
-    "num_layers": 1,
-    "correlation": 2,
-    "num_channel": 4,
-    "lmax_node": 1,
-    "lmax_edge": 1,
-    "radial_hidden": [8],
-    "readout_hidden": [4],
-    "zbl": False,
-}
+MODEL = tiny_model()
 
 
 def _config(out, **kw):

@@ -17,21 +17,12 @@ import yaml
 
 from tace_jax.cli.main import main as cli
 from tace_jax.data import DataError, bundled_dataset_path
+from tace_jax.testing import tiny_model
 from tace_jax.train import fit
 from tace_jax.train.config import ConfigError, config_from_dict
 from tace_jax.train.setup import setup_training
 
-MODEL = {
-    "cutoff": 4.0,
-    "num_layers": 1,
-    "correlation": 2,
-    "num_channel": 4,
-    "lmax_node": 1,
-    "lmax_edge": 1,
-    "radial_hidden": [8],
-    "readout_hidden": [4],
-    "zbl": False,
-}
+MODEL = tiny_model()
 
 
 def _config(out, **kw):
