@@ -249,3 +249,41 @@ def test_load_base_from_reference_pair_and_errors(tmp_path):
     (tmp_path / "junk.tace").write_text("not a model")
     with pytest.raises(ConfigError, match="cannot read the base model"):
         load_base({"from": str(tmp_path / "junk.tace")})
+
+
+def test_finetune_from_torch_checkpoint(tmp_path, monkeypatch):
+    """``finetune.from`` a reference PyTorch TACE checkpoint (through the converter): the base
+    equals tace's own ASE calculator, LoRA at step 0 is that model, and training runs.
+
+    Needs the ``[torch]`` extra and ``tace==0.1.0`` (skipped without them)."""
+    import os
+
+    pytest.importorskip("torch")
+    pytest.importorskip("tace")
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    monkeypatch.syspath_prepend(os.path.join(root, "benchmarks"))
+    import check_torch_import as chk
+    from tace.interface.ase.calculator import TACEAseCalc
+
+    js = os.path.join(root, "tests", "fixtures", "tace_tiny_l2.json")
+    model, meta = chk.build_reference_model(js)
+    paths = chk.save_formats(model, meta, str(tmp_path), "tiny")
+    calc = TACEAseCalc(paths["state"], dtype="float64", device="cpu")
+    base = load_base({"from": paths["state"]})
+    pot = Potential(base.config, base.statistics, base.variables, dtype="float64")
+    atoms = molecule("CH3CH2OH")
+    atoms.calc = calc
+    e_ref, f_ref = atoms.get_potential_energy(), atoms.get_forces()
+    out = pot.predict(atoms, ("energy", "forces"))
+    assert abs(out["energy"] - e_ref) < 1e-10
+    np.testing.assert_allclose(out["forces"], f_ref, rtol=0, atol=1e-10)
+    lora = {"rank": 2, "alpha": 4.0}
+    res = fit(_ft_config(tmp_path, "torch_lora", {"from": paths["state"], "lora": lora}))
+    assert res.steps == 4 and np.isfinite(res.potential.predict(atoms, ("energy",))["energy"])
+    # step 0 of a LoRA fine-tune is the torch model exactly (adapters start at zero)
+    res0 = fit(
+        _ft_config(tmp_path, "torch_lora0", {"from": paths["state"], "lora": lora}, max_steps=0)
+    )
+    e0 = res0.potential.predict(atoms, ("energy",))["energy"]
+    assert abs(e0 - e_ref) < 1e-10
