@@ -213,6 +213,9 @@ class TrainConfig:
     seed: int = _f(0, "Seed for initialisation, splitting and shuffling.")
     dtype: Literal["float32", "float64"] = _f("float32", "Floating-point precision.")
     num_devices: int | None = _f(None, "Data-parallel devices (default: all local).", minimum=1)
+    device_prefetch: int = _f(
+        2, "Training steps whose batches are placed on the devices ahead (0: off).", minimum=0
+    )
     output_dir: str = _f("runs/tace", "Directory for checkpoints, logs and the exported model.")
     progress: bool = _f(True, "Show a tqdm progress bar.")
     finetune: dict = _f({}, "Fine-tuning: from, freeze, lora, e0 (see tace_jax.train.finetune).")

@@ -48,6 +48,7 @@ from .evaluation import cached, epoch_train_metrics, evaluate_loader
 from .logger import MetricsLogger
 from .metrics import format_metrics
 from .optimizer import PlateauScheduler
+from .prefetch import device_prefetch
 from .prepare import TrainingData, write_run_files
 from .setup import TrainingSetup, setup_training
 from .state import TrainState, create_train_state
@@ -350,9 +351,10 @@ class Trainer:
         groups = distributed.padded_groups(
             loader, self.epoch, self.step_in_epoch, n_local, n_steps - done
         )
+        place = lambda stacked: distributed.global_batch(stacked, mesh)  # local -> global
+        groups = device_prefetch(groups, place, cfg.device_prefetch)
         try:
-            for k, (stacked, n_real) in enumerate(groups):
-                batch = distributed.global_batch(stacked, mesh)  # local sub-batches -> global
+            for k, (batch, n_real) in enumerate(groups):
                 self.state, m = self.train_step(self.state, batch)
                 self.step_in_epoch += n_real
                 self.epoch_metrics.append(
@@ -380,6 +382,7 @@ class Trainer:
                 if self._out_of_time():
                     return "max_time"
         finally:
+            groups.close()
             bar.close()
         return None
 
