@@ -32,6 +32,7 @@ entry point can stop with a clear message instead of waiting.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -194,6 +195,8 @@ def shard_frames(frames: Sequence, index: int | None = None, count: int | None =
     count = jax.process_count() if count is None else int(count)
     if not 0 <= index < count:
         raise ValueError(f"shard index {index} must be in [0, {count})")
+    if hasattr(frames, "shards") and hasattr(frames, "indices"):  # on-disk: stays lazy
+        return frames[index::count]
     return list(frames)[index::count]
 
 
@@ -214,6 +217,10 @@ def shard_training_data(data):
         raise ConfigError(
             f"{len(data.train)} training structures cannot be shared by {n} processes"
         )
+    if getattr(data, "streaming", False):  # train_dir: only this process's shard is read
+        out = copy.copy(data)
+        out.train = shard_frames(data.train)
+        return out
     return dataclasses.replace(data, train=shard_frames(data.train))
 
 

@@ -276,3 +276,91 @@ def test_shards_and_padding():
     assert list(distributed.padded_groups(loader, 0, 5, 2, 0)) == []
     with pytest.raises(RuntimeError, match="more than the agreed"):
         list(distributed.padded_groups(loader, 0, 0, 2, 2))
+
+
+def test_shard_frames_of_preprocessed_data_stays_lazy(tmp_path, monkeypatch):
+    """``train_dir`` with several processes: each process keeps a lazy view of its frames; no
+    structure is read to shard them."""
+    from tace_jax.data.shard_data import ShardSubset, StreamingData
+    from tace_jax.data.shard_writer import write_shards
+    from tace_jax.data.shards import ShardSet
+
+    frames = read_structures(bundled_dataset_path("rmd17_ethanol_train"), index="0:10")
+    write_shards(frames, tmp_path / "sh", 4.0, shard_size=4)
+    data = StreamingData(tmp_path / "sh", valid_fraction=0.2, seed=1)
+
+    def no_read(*a, **k):
+        raise AssertionError("a structure was read")
+
+    monkeypatch.setattr(ShardSet, "read_items", no_read)
+    parts = [distributed.shard_frames(data.train, k, 2) for k in range(2)]
+    assert all(isinstance(p, ShardSubset) for p in parts)
+    np.testing.assert_array_equal(
+        np.sort(np.concatenate([p.indices for p in parts])), data.train.indices
+    )
+    monkeypatch.setattr(distributed.jax, "process_count", lambda: 2)
+    monkeypatch.setattr(distributed.jax, "process_index", lambda: 1)
+    mine = distributed.shard_training_data(data)
+    assert mine is not data and mine.valid is data.valid
+    np.testing.assert_array_equal(mine.train.indices, data.train.indices[1::2])
+
+
+@pytest.mark.slow
+def test_two_processes_train_dir_match_train_file(tmp_path):
+    """2 processes from preprocessed shards (``train_dir``, global shuffle) give the parameters
+    of 2 processes from the same frames in memory (``train_file``)."""
+    import ase.io
+
+    from tace_jax.data import structure_to_atoms
+
+    frames = read_structures(bundled_dataset_path("rmd17_ethanol_train"), index="0:16")
+    xyz = tmp_path / "eth16.xyz"
+    ase.io.write(xyz, [structure_to_atoms(s) for s in frames], format="extxyz")
+    shards = tmp_path / "shards"
+    pre = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tace_jax.cli.main",
+            "preprocess",
+            str(xyz),
+            "--out",
+            str(shards),
+            "--cutoff",
+            str(TINY_MODEL["cutoff"]),
+            "--shard-size",
+            "5",
+        ],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert pre.returncode == 0, pre.stderr[-3000:]
+    params = {}
+    for kind in ("file", "dir"):
+        d = tmp_path / kind
+        d.mkdir()
+        kw = {"train_file": str(xyz), "data_options": {}, "test_file": None}
+        if kind == "dir":
+            kw = {
+                "train_file": None,
+                "train_dir": str(shards),
+                "data_options": {},
+                "test_file": None,
+                "stream_options": {"shuffle": "global"},
+            }
+        config = _config(d, max_steps=4, **kw)
+        codes, logs = _finish(_launch(config, d), d)
+        assert codes == [0, 0], logs
+        meta = json.loads((d / "run" / "statistics.json").read_text())
+        params[kind] = (meta, d / "run" / "model")
+    from tace_jax.inference import Potential
+
+    a, b = (Potential.load(str(params[k][1])) for k in ("file", "dir"))
+    la, lb = (
+        np.concatenate([np.ravel(x) for x in __import__("jax").tree.leaves(p.variables)])
+        for p in (a, b)
+    )
+    assert np.max(np.abs(la - lb)) <= 1e-6 * np.max(np.abs(la)), np.max(np.abs(la - lb))
