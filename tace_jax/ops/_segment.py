@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
-__all__ = ["scan_edges", "default_edge_chunk"]
+__all__ = ["balanced_chunk", "scan_edges", "default_edge_chunk"]
 
 
 def scan_edges(
@@ -52,6 +52,7 @@ def scan_edges(
     if chunk is None or n_edges <= chunk:
         return jax.ops.segment_sum(fn(*xs), receivers, num_segments=num_nodes)
     n_chunks = -(-n_edges // chunk)
+    chunk = balanced_chunk(n_edges, n_chunks)  # at most `chunk`; less padding in the last one
     pad = n_chunks * chunk - n_edges
 
     def split(x):
@@ -69,6 +70,21 @@ def scan_edges(
     acc0 = jnp.zeros((num_nodes, width), dtype)
     acc, _ = jax.lax.scan(step, acc0, (xs_c, recv_c))
     return acc
+
+
+def balanced_chunk(n_edges: int, n_chunks: int, multiple: int = 8) -> int:
+    """The smallest chunk (a multiple of ``multiple``, where that does not add a chunk) that
+    covers ``n_edges`` in ``n_chunks`` chunks, so that the padding of the last chunk is small.
+
+    Examples:
+        >>> balanced_chunk(384, 2)   # not 2 × 256 = 512 rows
+        192
+        >>> balanced_chunk(1000, 3)
+        336
+    """
+    even = -(-n_edges // n_chunks)
+    rounded = -(-even // multiple) * multiple
+    return rounded if -(-n_edges // rounded) == n_chunks else even
 
 
 def default_edge_chunk(width: int, itemsize: int, target_bytes: int = 4 * 2**20) -> int:
