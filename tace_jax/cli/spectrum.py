@@ -47,7 +47,12 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="npz of the recorded MD series (steps, dipole, polarizability, dt_fs)",
     )
-    p.add_argument("--dtype", default="float64", choices=("float32", "float64"))
+    p.add_argument(
+        "--dtype",
+        default=None,
+        choices=("float32", "float64"),
+        help="compute dtype (default: float64 when JAX_ENABLE_X64=1, else float32 with a note)",
+    )
     p.add_argument("--steps", type=int, default=4000, help="MD steps")
     p.add_argument("--temperature", type=float, default=50.0, help="initial temperature, K")
     p.add_argument("--timestep", type=float, default=0.5, help="MD time step, fs")
@@ -237,7 +242,14 @@ def run(args) -> dict:
         kinds.append("dipole")
     if args.raman:
         kinds.append("polarizability")
-    pot = load_potential(args.model, args.dtype)
+    dtype = args.dtype
+    if dtype is None:
+        import jax
+
+        dtype = "float64" if jax.config.jax_enable_x64 else "float32"
+        if dtype == "float32":
+            print("note: computing in float32; JAX_ENABLE_X64=1 gives float64", file=sys.stderr)
+    pot = load_potential(args.model, dtype)
     try:
         atoms = ase.io.read(args.structure, index=int(args.index))
     except Exception as err:
