@@ -364,17 +364,9 @@ class Trainer:
                 if cfg.progress and k % 20 == 0:
                     bar.set_postfix(loss=f"{float(m['loss']):.4g}")
                 step = self.global_step
+                info = {"step": step, "epoch": self.epoch, "metrics": m, "state": self.state}
                 for cb in self.callbacks:
-                    cb(
-                        "step",
-                        {
-                            "step": step,
-                            "epoch": self.epoch,
-                            "metrics": m,
-                            "step_in_epoch": self.step_in_epoch,
-                            "state": self.state,
-                        },
-                    )
+                    cb("step", {**info, "step_in_epoch": self.step_in_epoch})
                 if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
                     self.save_checkpoint()
                 if cfg.max_steps is not None and step >= cfg.max_steps:
