@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from .graph import round_up
 from .neighbor_cache import NeighborCache
 from .structure import Structure
 
-__all__ = ["GraphLoader"]
+__all__ = ["GraphLoader", "plan_batches", "prefetch_map"]
 
 
 def plan_batches(
@@ -216,7 +216,7 @@ class GraphLoader:
         items = self.plan(epoch)[int(start_step) :]
         if self.prefetch <= 0:
             return (self.make_batch(idx) for idx in items)
-        return _prefetched(self.make_batch, items, self.prefetch)
+        return prefetch_map(self.make_batch, items, self.prefetch)
 
     def __iter__(self) -> Iterator:
         """Batches of the current epoch from ``step``; advances ``step`` per yielded batch and
@@ -228,9 +228,12 @@ class GraphLoader:
         self.epoch, self.step = epoch + 1, 0
 
 
-def _prefetched(make: Callable, items: Sequence, size: int) -> Iterator:
-    """Run ``make(item)`` for each item in a daemon thread, handing results over a bounded
-    queue; exceptions are re-raised in the consumer; stops early when the consumer does."""
+def prefetch_map(
+    make: Callable, items: Iterable, size: int, name: str = "GraphLoader-prefetch"
+) -> Iterator:
+    """Run ``make(item)`` for each item in a daemon thread (``name``), handing results over a
+    bounded queue; exceptions are re-raised in the consumer; stops early when the consumer
+    does. Also the device prefetch of the trainer (:mod:`tace_jax.train.prefetch`)."""
     q: queue.Queue = queue.Queue(maxsize=size)
     stop = threading.Event()
 
@@ -252,7 +255,7 @@ def _prefetched(make: Callable, items: Sequence, size: int) -> Iterator:
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
             put(("err", exc))
 
-    thread = threading.Thread(target=worker, name="GraphLoader-prefetch", daemon=True)
+    thread = threading.Thread(target=worker, name=name, daemon=True)
     thread.start()
 
     def consume():

@@ -35,7 +35,7 @@ import numpy as np
 from .batch import BATCH_LABELS, BatchAssembler
 from .errors import DataError
 from .graph import round_up
-from .loader import _prefetched, plan_batches
+from .loader import plan_batches, prefetch_map
 from .neighbor_cache import NeighborCache
 from .shards import ShardSet
 
@@ -268,7 +268,7 @@ class StreamingLoader:
 
         if self.prefetch <= 0:
             return (make(idx) for idx in items)
-        return _prefetched(make, items, self.prefetch)
+        return prefetch_map(make, items, self.prefetch)
 
     def __iter__(self) -> Iterator:
         """Batches of the current epoch from ``step``; advances like :class:`GraphLoader`."""

@@ -11,18 +11,13 @@ prefetch.
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Callable, Iterable, Iterator
+
+from tace_jax.data.loader import prefetch_map
 
 __all__ = ["device_prefetch"]
 
-_DONE = object()
-
-
-class _Failed:
-    def __init__(self, error: BaseException):
-        self.error = error
+_THREAD = "tace-device-prefetch"
 
 
 def device_prefetch(items: Iterable, place: Callable, size: int = 2) -> Iterator:
@@ -43,38 +38,8 @@ def device_prefetch(items: Iterable, place: Callable, size: int = 2) -> Iterator
         for first, *rest in items:
             yield (place(first), *rest)
         return
-    q: queue.Queue = queue.Queue(maxsize=size)
-    stop = threading.Event()
-
-    def put(x) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(x, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def worker():
-        try:
-            for first, *rest in items:
-                if not put((place(first), *rest)):
-                    return
-        except BaseException as e:  # handed to the caller
-            put(_Failed(e))
-            return
-        put(_DONE)
-
-    thread = threading.Thread(target=worker, name="tace-device-prefetch", daemon=True)
-    thread.start()
+    gen = prefetch_map(lambda item: (place(item[0]), *item[1:]), items, size, _THREAD)
     try:
-        while True:
-            item = q.get()
-            if item is _DONE:
-                return
-            if isinstance(item, _Failed):
-                raise item.error
-            yield item
+        yield from gen
     finally:
-        stop.set()
-        thread.join(timeout=5.0)
+        gen.close()
