@@ -13,28 +13,12 @@ import pytest
 
 from tace_jax.cli import eval as cli_eval
 from tace_jax.inference import Potential
-from tace_jax.models import Statistics, TACEConfig
+from tace_jax.models import Statistics
+from tace_jax.testing import tiny_tace_config
 
 BATIO3 = "/work/shared/data/batio3_sio2_electric_response/BaTiO3.xyz.xz"
 MONOMER = "/work/shared/data/water_tensors_sagpr/water_monomer_1000.extxyz.xz"
 DEBYE = 4.8032047  # Debye per e·Å (the direct_dipole head is in Debye)
-
-
-def _tiny(zs, **kw) -> TACEConfig:
-    base = dict(
-        atomic_numbers=zs,
-        cutoff=4.0,
-        num_layers=1,
-        correlation=2,
-        num_channel=4,
-        lmax_node=1,
-        lmax_edge=1,
-        radial_hidden=(8,),
-        readout_hidden=(4,),
-        zbl=False,
-    )
-    base.update(kw)
-    return TACEConfig(**base)
 
 
 def _fold(d, cell):
@@ -55,7 +39,7 @@ def batio3(tmp_path_factory):
     path = d / "bto.xyz"
     ase.io.write(path, frames, format="extxyz")
     zs = (8, 22, 56)
-    cfg = _tiny(zs, equivariant_embeddings=("electric_field",))
+    cfg = tiny_tace_config(zs, equivariant_embeddings=("electric_field",))
     pot = Potential.init(
         cfg,
         Statistics([[-430.0, -1600.0, -1900.0]], [[1.0] * 3], [[0.0] * 3]),
@@ -155,7 +139,7 @@ def test_eval_direct_heads_with_units(tmp_path, capsys):
         a.arrays["charges"] = np.zeros(len(a))
     path = tmp_path / "mono.xyz"
     ase.io.write(path, frames, format="extxyz")
-    cfg = _tiny(
+    cfg = tiny_tace_config(
         (1, 8),
         lmax_node=2,
         lmax_edge=2,

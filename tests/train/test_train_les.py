@@ -21,24 +21,11 @@ from tace_jax.data.structure import Structure
 from tace_jax.inference import Potential
 from tace_jax.models.les import check_kgrid_fits, dataset_les_static, ensure_kgrid, grow_kgrid
 from tace_jax.ops import ewald_kgrid
+from tace_jax.testing import tiny_model
 from tace_jax.train import fit
 from tace_jax.train.config import load_config
 
-LES_MODEL = {
-    "cutoff": 4.0,
-    "num_layers": 1,
-    "correlation": 2,
-    "num_channel": 4,
-    "lmax_node": 1,
-    "lmax_edge": 1,
-    "radial_hidden": [8],
-    "readout_hidden": [4],
-    "zbl": False,
-    "les": True,
-    "les_sigma": 1.0,
-    "les_dl": 2.0,
-    "les_output_scale": 0.3,
-}
+LES_MODEL = tiny_model(les=True, les_sigma=1.0, les_dl=2.0, les_output_scale=0.3)
 
 
 def _les_leaves(variables) -> dict:

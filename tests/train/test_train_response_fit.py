@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from tace_jax.inference import Potential
+from tace_jax.testing import tiny_model
 from tace_jax.train import fit
 from tace_jax.train.metrics import format_metrics
 
@@ -27,18 +28,7 @@ def _config(out, **kw):
         "train_file": str(TRAIN),
         "valid_file": str(TRAIN),
         "test_file": str(TEST),
-        "model": {
-            "cutoff": 4.0,
-            "num_layers": 1,
-            "correlation": 2,
-            "num_channel": 4,
-            "lmax_node": 1,
-            "lmax_edge": 1,
-            "radial_hidden": [8],
-            "readout_hidden": [4],
-            "zbl": False,
-            "equivariant_embeddings": ["electric_field"],
-        },
+        "model": tiny_model(equivariant_embeddings=["electric_field"]),
         "energy_weight": 1.0,
         "forces_weight": 1.0,
         "stress_weight": 0.0,
