@@ -65,8 +65,8 @@ def evaluate_structures(potential, structures, batch_size: int = 16) -> tuple[di
     from tace_jax.train.metrics import error_metrics
 
     levels = sorted({s.level for s in structures})
-    preds = predict_structures(potential, structures, batch_size)
     plan = response_plan(potential, structures)
+    preds = predict_structures(potential, structures, batch_size, plan)
     metrics, arrays = _compare(preds, structures, error_metrics, plan)
     if len(levels) > 1:
         for m in levels:
@@ -109,15 +109,16 @@ def response_plan(potential, structures) -> dict[str, tuple[str, str]]:
     return plan
 
 
-def predict_structures(potential, structures, batch_size: int = 16) -> list[dict]:
+def predict_structures(potential, structures, batch_size: int = 16, plan=None) -> list[dict]:
     """``potential.predict`` of ``structures`` with each one's ``level`` (and its other model
     inputs); energy, forces and, where any frame has one, stress and the labelled response
-    quantities of :func:`response_plan`."""
+    quantities of ``plan`` (default: :func:`response_plan`)."""
     from tace_jax.data import structure_to_atoms
 
     want_stress = any(s.stress is not None for s in structures)
     props = ("energy", "forces") + (("stress",) if want_stress else ())
-    for _, pred in response_plan(potential, structures).values():
+    plan = response_plan(potential, structures) if plan is None else plan
+    for _, pred in plan.values():
         if not pred.startswith("direct_") and pred not in props:
             props += (pred,)
     multi = "level" in potential.input_names

@@ -44,6 +44,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from tace_jax.data.shard_data import ShardSubset
+
 from .step import empty_like, group_batches, stack_batches
 
 __all__ = [
@@ -195,7 +197,7 @@ def shard_frames(frames: Sequence, index: int | None = None, count: int | None =
     count = jax.process_count() if count is None else int(count)
     if not 0 <= index < count:
         raise ValueError(f"shard index {index} must be in [0, {count})")
-    if hasattr(frames, "shards") and hasattr(frames, "indices"):  # on-disk: stays lazy
+    if isinstance(frames, ShardSubset):  # preprocessed shards: a lazy view, nothing read
         return frames[index::count]
     return list(frames)[index::count]
 

@@ -365,8 +365,9 @@ class Trainer:
                     bar.set_postfix(loss=f"{float(m['loss']):.4g}")
                 step = self.global_step
                 info = {"step": step, "epoch": self.epoch, "metrics": m, "state": self.state}
+                info["step_in_epoch"] = self.step_in_epoch
                 for cb in self.callbacks:
-                    cb("step", {**info, "step_in_epoch": self.step_in_epoch})
+                    cb("step", dict(info))
                 if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
                     self.save_checkpoint()
                 if cfg.max_steps is not None and step >= cfg.max_steps:

@@ -34,12 +34,10 @@ def device_prefetch(items: Iterable, place: Callable, size: int = 2) -> Iterator
     where it happened; closing the generator early (``break``, an exception in the caller)
     stops the thread.
     """
+
+    def place_item(item):
+        return (place(item[0]), *item[1:])
+
     if size <= 0:
-        for first, *rest in items:
-            yield (place(first), *rest)
-        return
-    gen = prefetch_map(lambda item: (place(item[0]), *item[1:]), items, size, _THREAD)
-    try:
-        yield from gen
-    finally:
-        gen.close()
+        return (place_item(item) for item in items)
+    return prefetch_map(place_item, items, size, _THREAD)

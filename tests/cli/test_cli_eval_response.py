@@ -6,6 +6,7 @@ prediction name, unit or folding in the CLI fails the test.
 """
 
 import json
+from pathlib import Path
 
 import ase.io
 import numpy as np
@@ -16,8 +17,7 @@ from tace_jax.inference import Potential
 from tace_jax.models import Statistics
 from tace_jax.testing import tiny_tace_config
 
-BATIO3 = "/work/shared/data/batio3_sio2_electric_response/BaTiO3.xyz.xz"
-MONOMER = "/work/shared/data/water_tensors_sagpr/water_monomer_1000.extxyz.xz"
+BATIO3 = Path(__file__).parents[1] / "fixtures" / "data" / "batio3_response_train3.xyz.xz"
 DEBYE = 4.8032047  # Debye per e·Å (the direct_dipole head is in Debye)
 
 
@@ -131,12 +131,18 @@ def test_eval_born_charges_only_file(batio3, tmp_path):
 
 
 def test_eval_direct_heads_with_units(tmp_path, capsys):
-    """Direct dipole (Debye head → e·Å) and polarizability on SA-GPR monomers in atomic units."""
+    """Direct dipole (Debye head → e·Å) and polarizability on monomers in atomic units."""
     import jax
 
-    frames = ase.io.read(MONOMER, index=":3")
-    for a in frames:  # the direct dipole head reads per-atom charges (neutral: zeros)
-        a.arrays["charges"] = np.zeros(len(a))
+    rng = np.random.default_rng(5)
+    water = np.array([[0.0, 0.0, 0.0], [0.757, 0.586, 0.0], [-0.757, 0.586, 0.0]])
+    frames = []
+    for _ in range(3):  # SA-GPR layout: potential (Ha), mu (e·bohr), alpha (bohr³, 9 numbers)
+        a = ase.Atoms("OHH", positions=water + 0.03 * rng.standard_normal((3, 3)))
+        a.info.update(potential=-76.35, mu=0.73 * rng.standard_normal(3))
+        a.info["alpha"] = (np.diag([9.9, 9.8, 9.6]) + 0.1 * rng.standard_normal((3, 3))).ravel()
+        a.arrays["charges"] = np.zeros(3)  # the direct dipole head reads per-atom charges
+        frames.append(a)
     path = tmp_path / "mono.xyz"
     ase.io.write(path, frames, format="extxyz")
     cfg = tiny_tace_config(

@@ -1,8 +1,8 @@
 """The shipped response configs (batio3_response.yaml, sio2_response.yaml) load and train.
 
-Two optimiser steps on two frames with a tiny model override (issue 10, Build 5). BaTiO3 frames
-come from the repository fixture (tests/fixtures/data/PROVENANCE.md); SiO2 frames from the
-shared allegro-pol copy (skipped when it is absent). Units: P e·Å, Z* e, α e·Å²/V.
+Two optimiser steps on two frames with a tiny model override (issue 10, Build 5). BaTiO3 and SiO2
+frames come from the repository fixtures (tests/fixtures/data/PROVENANCE.md).
+Units: P e·Å, Z* e, α e·Å²/V.
 """
 
 from pathlib import Path
@@ -16,7 +16,7 @@ from tace_jax.train.config_io import load_config
 ROOT = Path(__file__).parents[2]
 CONFIGS = ROOT / "tace_jax" / "configs"
 FIXTURE = ROOT / "tests" / "fixtures" / "data" / "batio3_response_train3.xyz.xz"
-SIO2 = Path("/work/shared/data/batio3_sio2_electric_response/SiO2.xyz.xz")
+SIO2 = ROOT / "tests" / "fixtures" / "data" / "sio2_response_2frames.xyz.xz"
 TINY = [
     "model.cutoff=3.0",
     "model.num_layers=1",
@@ -41,8 +41,6 @@ def _two_frames(src: Path, dst: Path) -> Path:
 @pytest.mark.parametrize("name", ["batio3_response", "sio2_response"])
 def test_response_config_trains_two_steps(name, tmp_path):
     src = FIXTURE if name == "batio3_response" else SIO2
-    if not src.exists():
-        pytest.skip(f"{src} not available")
     data = _two_frames(src, tmp_path / "two.xyz")
     cfg = load_config(
         CONFIGS / f"{name}.yaml",
