@@ -11,12 +11,14 @@ rank of the path among those with the same ``l3``), mixed by ``Linear_down_{l3}`
 ``n̄``. The self-connection (layers ``t ≥ 1``) is an element-dependent linear map of the A-basis.
 
 Hot path (features are channels last, ``[..., 2l+1, C]``; the maths lives in
-:func:`tace_jax.ops.edge_messages` and :func:`tace_jax.ops.scan_edges`):
+:func:`tace_jax.ops.edge_message_groups` and :func:`tace_jax.ops.scan_edges`):
 
 * per edge, the harmonics of every path sharing ``l1`` are contracted with ``K`` in one small
   GEMM (``KY[e, α, γ]``, no channel axis);
 * the channel-level work ``Σ_α KY[e, α, γ]·h̃[s_e, α, c]·R[e, p, c]`` is an unrolled sum that XLA
   fuses into one loop vectorised over channels;
+* the messages of each ``l1`` group stay a separate ``[S, G, C]`` array with its own scatter
+  (no concatenation, no reshape: either makes XLA copy through a slow layout change);
 * edges are processed in chunks (``lax.scan`` with rematerialisation) that scatter-add into the
   node accumulator, so no ``[E, P, C, 2l+1]`` tensor is ever materialised (on CPU, touching fresh
   large buffers costs more than the arithmetic).
@@ -32,7 +34,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tace_jax.ops import coupling_paths, default_edge_chunk, edge_messages, mlp_apply, scan_edges
+from tace_jax.ops import (
+    coupling_paths,
+    default_edge_chunk,
+    edge_message_groups,
+    message_group_widths,
+    mlp_apply,
+    scan_edges,
+)
 
 from .linear import DenseWeights, ElementLinear, Linear
 
@@ -117,26 +126,29 @@ class Interaction(nn.Module):
         def chunk_messages(feats, ycat, snd, wgt):
             radial = (mlp_apply(radial_ws, feats) * wgt[:, None]).reshape(-1, n_paths, c)
             x_send = {l: x[snd] for l, x in hu.items()}
-            msg = edge_messages(x_send, ycat, radial, paths, self.lmax_edge)
-            return msg.reshape(msg.shape[0], -1)
+            return edge_message_groups(x_send, ycat, radial, paths, self.lmax_edge)
 
-        g_off = np.cumsum([0] + [2 * l3 + 1 for _, _, l3 in paths])
-        width = int(g_off[-1]) * c
+        group_widths = message_group_widths(paths)  # one scatter per l1 group
+        width = sum(group_widths) * c
         chunk = self.edge_chunk
         if chunk == "auto":
             on_cpu = jax.default_backend() == "cpu"
             chunk = default_edge_chunk(width, jnp.dtype(dtype).itemsize) if on_cpu else None
-        agg = scan_edges(
+        aggs = scan_edges(
             chunk_messages,
             (edge_feats, y_cat, senders, edge_weight),
             receivers,
             n_nodes,
-            width,
+            [(w, c) for w in group_widths],
             chunk,
-        ).reshape(n_nodes, -1, c)  # [N, Σ_p (2l3+1), C]
+        )  # per l1 group: [N, Σ_{p∈l1} (2l3+1), C]
+        pieces = []  # per path, in path order: [N, 2l3+1, C]
+        for agg, l1 in zip(aggs, sorted({p[0] for p in paths})):
+            sizes = [2 * l3 + 1 for p1, _, l3 in paths if p1 == l1]
+            off = np.cumsum(sizes)[:-1]
+            pieces.extend(jnp.split(agg, off, axis=1))
         a_basis = {}
         inv_n = 1.0 / self.avg_num_neighbors
-        pieces = jnp.split(agg, g_off[1:-1], axis=1)
         for l3 in sorted({p[2] for p in paths}):
             ps = [p for p in range(n_paths) if paths[p][2] == l3]
             x = jnp.stack([pieces[p] for p in ps], axis=2)  # [N, g, n, C]

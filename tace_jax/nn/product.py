@@ -12,8 +12,8 @@ Per atom and channel (channel-diagonal):
 paths). The output is ``h_l = Linear_out_l(Σ_ν ElementLinear_{ν,l}(concat 𝔅⁽ᵛ⁾_l))``.
 
 All the couplings that share a path are batched over the tensors of ``𝔅⁽ᵛ⁻¹⁾_{l1}``
-(:func:`tace_jax.ops.product_step`), and the ``ν`` element-linears of one rank are fused into a
-single contraction.
+(:func:`tace_jax.ops.product_step`), and the ``ν`` element-linears of one rank are one
+blockwise sum (:func:`tace_jax.ops.element_linear_sum`: no weight is copied or rescaled per call).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from tace_jax.ops import L1L2_OPTIONS, element_linear, product_step, rank_relation
+from tace_jax.ops import L1L2_OPTIONS, element_linear_sum, product_step, rank_relation
 
 from .linear import Linear, uniform_sqrt3
 
@@ -127,7 +127,7 @@ class Product(nn.Module):
             basis[nu] = product_step(basis[nu - 1], a_cat, paths[nu], self.lmax_edge)
         out = {}
         for l in self.output_ranks:
-            xs, ws, bias = [], [], 0.0
+            xs, ws, scales, bias = [], [], [], 0.0
             for nu in range(1, self.correlation + 1):
                 n_blocks = counts[nu].get(l, 0)
                 if n_blocks == 0:
@@ -137,7 +137,8 @@ class Product(nn.Module):
                 w = self.param(
                     f"linears_{nu}_{l}", uniform_sqrt3, (self.num_elements, ch, fan_in), pd
                 )
-                ws.append(w.astype(x.dtype) * (1.0 / math.sqrt(fan_in)))
+                ws.append(w.astype(x.dtype))
+                scales.append(1.0 / math.sqrt(fan_in))
                 # input channel index = block·C_h + c
                 xs.append(x.reshape(x.shape[0], 2 * l + 1, fan_in))
                 if self.bias and l == 0:
@@ -147,9 +148,7 @@ class Product(nn.Module):
                     bias = bias + onehot @ b.astype(x.dtype)
             if not xs:
                 raise ValueError(f"Product: no product-basis tensor of output rank {l}")
-            x = jnp.concatenate(xs, axis=-1)  # [N, g, J]
-            w = jnp.concatenate(ws, axis=-1)  # [Z, C_h, J]
-            y = element_linear(x, w, onehot)  # [N, g, C_h]
+            y = element_linear_sum(xs, ws, scales, onehot)
             if self.bias and l == 0:
                 y = y + bias[:, None, :]
             lin = Linear(

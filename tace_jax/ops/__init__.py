@@ -23,7 +23,9 @@ from ._coupling import coupling_tensor as coupling_tensor
 from ._coupling import is_allowed as is_allowed
 from ._coupling import rank_relation as rank_relation
 from ._fused import couple_batched as couple_batched
+from ._fused import edge_message_groups as edge_message_groups
 from ._fused import edge_messages as edge_messages
+from ._fused import message_group_widths as message_group_widths
 from ._fused import product_step as product_step
 from ._gate import GATES as GATES
 from ._gate import vector_gate as vector_gate
@@ -37,6 +39,7 @@ from ._layout import matrix_to_irreps as matrix_to_irreps
 from ._layout import to_compressed as to_compressed
 from ._layout import to_full as to_full
 from ._linear import element_linear as element_linear
+from ._linear import element_linear_sum as element_linear_sum
 from ._linear import element_select as element_select
 from ._linear import grouped_element_linear as grouped_element_linear
 from ._linear import mlp_alphas as mlp_alphas
@@ -83,7 +86,10 @@ __all__ = [
     "decompose",
     "default_edge_chunk",
     "edge_messages",
+    "edge_message_groups",
+    "message_group_widths",
     "element_linear",
+    "element_linear_sum",
     "grouped_element_linear",
     "element_select",
     "harmonic_norm",

@@ -18,7 +18,13 @@ import numpy as np
 
 from ._coupling import coupling_tensor
 
-__all__ = ["edge_messages", "product_step", "couple_batched"]
+__all__ = [
+    "edge_messages",
+    "edge_message_groups",
+    "message_group_widths",
+    "product_step",
+    "couple_batched",
+]
 
 
 def _path_groups(paths, lmax_edge: int) -> list[tuple[int, list[int], np.ndarray]]:
@@ -47,6 +53,44 @@ def _path_groups(paths, lmax_edge: int) -> list[tuple[int, list[int], np.ndarray
     return out
 
 
+def edge_message_groups(
+    x_send: dict[int, jnp.ndarray],
+    y_cat: jnp.ndarray,
+    radial: jnp.ndarray,
+    paths: Sequence[tuple[int, int, int]],
+    lmax_edge: int,
+) -> list[jnp.ndarray]:
+    """Per-edge messages ``R_p · [x_{l1} ⊗ Y_{l2}]_{l3}``, one array per ``l1`` group.
+
+    Same arguments as :func:`edge_messages`. Returns, for each ``l1`` of the paths (ascending),
+    ``[S, Σ_{p∈l1} (2l3_p+1), C]``: the messages of that group's paths in path order. Keeping
+    the groups apart (instead of one concatenated array) lets each be a separate fused loop
+    that writes straight into its own scatter; a concatenation at the root of the fusion costs
+    a per-element operand selection (measured several times slower on CPU).
+    """
+    n_s, _, c = radial.shape
+    outs = []
+    # split (not slices): its transpose is one concatenate instead of a pad per piece
+    r_paths = jnp.split(radial, radial.shape[1], axis=1)  # P × [S, 1, C]
+    for l1, ps, kmat in _path_groups(paths, lmax_edge):
+        a = 2 * l1 + 1
+        ky = (y_cat @ jnp.asarray(kmat, radial.dtype)).reshape(n_s, a, -1)  # [S, a, G]
+        t = jnp.sum(ky[:, :, :, None] * x_send[l1][:, :, None, :], axis=1)  # [S, G, C]
+        r = jnp.concatenate(
+            [jnp.broadcast_to(r_paths[p], (n_s, 2 * paths[p][2] + 1, c)) for p in ps], axis=1
+        )
+        outs.append(t * r)
+    return outs
+
+
+def message_group_widths(paths: Sequence[tuple[int, int, int]]) -> list[int]:
+    """``Σ_{p∈l1} (2l3_p+1)`` for each ``l1`` group of :func:`edge_message_groups`."""
+    widths: dict[int, int] = {}
+    for l1, _, l3 in paths:
+        widths[l1] = widths.get(l1, 0) + 2 * l3 + 1
+    return [widths[l1] for l1 in sorted(widths)]
+
+
 def edge_messages(
     x_send: dict[int, jnp.ndarray],
     y_cat: jnp.ndarray,
@@ -64,21 +108,10 @@ def edge_messages(
         lmax_edge: ``L_e``.
 
     Returns:
-        ``[S, Σ_p (2l3_p+1), C]``: the ``[2l3+1, C]`` message of each path, in path order.
+        ``[S, Σ_p (2l3_p+1), C]``: the ``[2l3+1, C]`` message of each path, in path order
+        (the concatenation of :func:`edge_message_groups`).
     """
-    n_s, _, c = radial.shape
-    outs = []
-    # split (not slices): its transpose is one concatenate instead of a pad per piece
-    r_paths = jnp.split(radial, radial.shape[1], axis=1)  # P × [S, 1, C]
-    for l1, ps, kmat in _path_groups(paths, lmax_edge):
-        a = 2 * l1 + 1
-        ky = (y_cat @ jnp.asarray(kmat, radial.dtype)).reshape(n_s, a, -1)  # [S, a, G]
-        t = jnp.sum(ky[:, :, :, None] * x_send[l1][:, :, None, :], axis=1)  # [S, G, C]
-        r = jnp.concatenate(
-            [jnp.broadcast_to(r_paths[p], (n_s, 2 * paths[p][2] + 1, c)) for p in ps], axis=1
-        )
-        outs.append(t * r)
-    return jnp.concatenate(outs, axis=1)
+    return jnp.concatenate(edge_message_groups(x_send, y_cat, radial, paths, lmax_edge), axis=1)
 
 
 def couple_batched(t: jnp.ndarray, a: jnp.ndarray, l1: int, l2: int, l3: int) -> jnp.ndarray:

@@ -29,6 +29,7 @@ __all__ = [
     "GROUPED_MIN_ELEMENTS",
     "element_select",
     "element_linear",
+    "element_linear_sum",
     "grouped_element_linear",
     "mlp_alphas",
     "mlp_apply",
@@ -75,6 +76,52 @@ def element_linear(
         raise ValueError(f"element_linear: method must be auto/select/grouped, got {method!r}")
     y_all = (x @ w.reshape(z * d, c).T).reshape(*x.shape[:-1], z, d)
     return element_select(onehot, y_all)
+
+
+def element_linear_sum(
+    xs: Sequence[jnp.ndarray],
+    ws: Sequence[jnp.ndarray],
+    scales: Sequence[float],
+    onehot: jnp.ndarray,
+    method: str = "auto",
+) -> jnp.ndarray:
+    """``Σ_k s_k · element_linear(xs[k], ws[k], onehot)``: one element-dependent linear map whose
+    input channels come in blocks (the ``ν`` blocks of the product basis, docs/theory.md §2.6).
+
+    Equal to ``element_linear(concat_k xs[k], concat_k s_k·ws[k], onehot)``, but on the *select*
+    path neither the weights nor the inputs are concatenated or rescaled: each block is one GEMM
+    against all elements' weights (contracting the weights' last axis in place), the scaled
+    ``[…, Z, D]`` products are summed and each node's slice is selected once. Concatenating and
+    scaling the weights inside the jitted function costs a copy of every weight per call.
+
+    Args:
+        xs: blocks ``[N, M, C_k]``.
+        ws: weights ``[Z, D, C_k]``.
+        scales: one constant factor per block.
+        onehot: ``[N, Z]``.
+        method: as in :func:`element_linear`.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> w = jnp.stack([jnp.eye(2), 2 * jnp.eye(2)])
+        >>> x = jnp.ones((2, 1, 2))
+        >>> element_linear_sum([x, x], [w, w], [1.0, 0.5], jnp.eye(2)).tolist()
+        [[[1.5, 1.5]], [[3.0, 3.0]]]
+    """
+    z, d, _ = ws[0].shape
+    if method == "auto":
+        method = "grouped" if z >= GROUPED_MIN_ELEMENTS else "select"
+    if method != "select":
+        x = jnp.concatenate(list(xs), axis=-1)
+        w = jnp.concatenate([wk * s for wk, s in zip(ws, scales)], axis=-1)
+        return element_linear(x, w, onehot, method)
+    y_all = None
+    for x, w, s in zip(xs, ws, scales):
+        yk = jax.lax.dot_general(
+            x, w.reshape(z * d, w.shape[-1]), (((x.ndim - 1,), (1,)), ((), ()))
+        ) * jnp.asarray(s, x.dtype)
+        y_all = yk if y_all is None else y_all + yk
+    return element_select(onehot, y_all.reshape(*xs[0].shape[:-1], z, d))
 
 
 def grouped_element_linear(

@@ -19,27 +19,30 @@ __all__ = ["balanced_chunk", "scan_edges", "default_edge_chunk"]
 
 
 def scan_edges(
-    fn: Callable[..., jnp.ndarray],
+    fn: Callable[..., jnp.ndarray | Sequence[jnp.ndarray]],
     xs: Sequence[jnp.ndarray],
     receivers: jnp.ndarray,
     num_nodes: int,
-    width: int,
+    width: int | Sequence[tuple[int, ...]],
     chunk: int | None,
-) -> jnp.ndarray:
+) -> jnp.ndarray | list[jnp.ndarray]:
     """``Σ_{e→i} fn(xs[e])`` as ``[num_nodes, width]``, over edge chunks of size ``chunk``.
 
     Args:
-        fn: maps a chunk of every array in ``xs`` (leading edge axis) to ``[S, width]``; it is
+        fn: maps a chunk of every array in ``xs`` (leading edge axis) to ``[S, width]`` (or,
+            when ``width`` is a sequence of shapes, to a list of ``[S, *width[k]]``); it is
             rematerialised in the backward pass.
         xs: per-edge arrays ``[E, ...]``. Padding rows added to fill the last chunk must give
             zero messages (callers pass an edge weight of 0 in ``xs``).
         receivers: ``[E]`` receiving node of every edge.
         num_nodes: ``N``, the number of segments.
-        width: the message width.
+        width: the message width, or the trailing shape of each output of ``fn`` (several
+            outputs, each kept in its own shape, avoid a concatenation and a layout copy).
         chunk: edges per chunk; ``None`` runs all edges at once.
 
     Returns:
-        The per-node sums ``[num_nodes, width]`` in the dtype of ``xs[0]``.
+        The per-node sums ``[num_nodes, width]`` (a list ``[num_nodes, *width[k]]`` when
+        ``width`` is a sequence of shapes) in the dtype of ``xs[0]``.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -47,10 +50,14 @@ def scan_edges(
         >>> scan_edges(lambda a: a, (x,), jnp.array([0, 1, 0, 1, 0]), 2, 1, 2).tolist()
         [[6.0], [4.0]]
     """
+    multi = not isinstance(width, int)
+    widths = [tuple(w) for w in width] if multi else [(width,)]
+    call = (lambda *a: list(fn(*a))) if multi else (lambda *a: [fn(*a)])
     n_edges = receivers.shape[0]
     dtype = xs[0].dtype
     if chunk is None or n_edges <= chunk:
-        return jax.ops.segment_sum(fn(*xs), receivers, num_segments=num_nodes)
+        out = [jax.ops.segment_sum(m, receivers, num_segments=num_nodes) for m in call(*xs)]
+        return out if multi else out[0]
     n_chunks = -(-n_edges // chunk)
     chunk = balanced_chunk(n_edges, n_chunks)  # at most `chunk`; less padding in the last one
     pad = n_chunks * chunk - n_edges
@@ -61,15 +68,15 @@ def scan_edges(
 
     xs_c = [split(x) for x in xs]
     recv_c = split(receivers)
-    body = jax.checkpoint(fn, prevent_cse=False)
+    body = jax.checkpoint(call, prevent_cse=False)
 
     def step(acc, inp):
         xc, rc = inp
-        return acc.at[rc].add(body(*xc)), None
+        return [a.at[rc].add(m) for a, m in zip(acc, body(*xc))], None
 
-    acc0 = jnp.zeros((num_nodes, width), dtype)
+    acc0 = [jnp.zeros((num_nodes, *w), dtype) for w in widths]
     acc, _ = jax.lax.scan(step, acc0, (xs_c, recv_c))
-    return acc
+    return acc if multi else acc[0]
 
 
 def balanced_chunk(n_edges: int, n_chunks: int, multiple: int = 8) -> int:

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tace_jax.ops import element_linear, grouped_element_linear
+from tace_jax.ops import element_linear, element_linear_sum, grouped_element_linear
 
 
 def _case(n, z, m, c, d, n_pad, seed=0):
@@ -60,3 +60,20 @@ def test_grouped_does_not_recompile_for_new_species():
     other = jnp.roll(onehot, 3, axis=1)
     f(x, w, other)
     assert f._cache_size() == 1
+
+
+@pytest.mark.parametrize("method,z", [("select", 5), ("grouped", 5), ("auto", 89)])
+def test_element_linear_sum_equals_concatenated_blocks(method, z):
+    """The blockwise sum (the product basis' ν blocks) equals one element-linear of the
+    concatenated, scaled blocks, for each evaluation path; padding rows give zero."""
+    rng = np.random.default_rng(3)
+    x, _, onehot, species = _case(n=29, z=z, m=5, c=6, d=4, n_pad=3)
+    xs = [x, jnp.asarray(rng.normal(size=(32, 5, 9))), jnp.asarray(rng.normal(size=(32, 5, 2)))]
+    ws = [jnp.asarray(rng.normal(size=(z, 4, b.shape[-1]))) for b in xs]
+    scales = [1.0, 0.25, 1 / 3]
+    got = element_linear_sum(xs, ws, scales, onehot, method=method)
+    cat_x = jnp.concatenate(xs, axis=-1)
+    cat_w = jnp.concatenate([w * s for w, s in zip(ws, scales)], axis=-1)
+    want = np.einsum("nmc,ndc->nmd", np.asarray(cat_x[:29]), np.asarray(cat_w)[species])
+    np.testing.assert_allclose(np.asarray(got[:29]), want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(np.asarray(got[29:]), 0.0)
