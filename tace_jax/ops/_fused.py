@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -53,6 +54,26 @@ def _path_groups(paths, lmax_edge: int) -> list[tuple[int, list[int], np.ndarray
     return out
 
 
+@jax.custom_jvp
+def _contract_components(ky: jnp.ndarray, x: jnp.ndarray) -> jnp.ndarray:
+    """``t[s, γ, c] = Σ_α ky[s, α, γ] x[s, α, c]`` (per-edge, channel-diagonal).
+
+    The value is an unrolled broadcast-multiply-sum (one vectorised loop over channels); the
+    tangent is written as batched matmuls so that its transpose, in particular the sum over
+    channels for ``ky``'s cotangent, is a matmul too (as a plain reduction XLA:CPU rewrites it
+    into a slow windowed reduction). Bilinear, so every derivative order is exact.
+    """
+    return jnp.sum(ky[:, :, :, None] * x[:, :, None, :], axis=1)
+
+
+@_contract_components.defjvp
+def _contract_components_jvp(primals, tangents):
+    ky, x = primals
+    dky, dx = tangents
+    out = _contract_components(ky, x)
+    return out, jnp.einsum("sag,sac->sgc", dky, x) + jnp.einsum("sag,sac->sgc", ky, dx)
+
+
 def edge_message_groups(
     x_send: dict[int, jnp.ndarray],
     y_cat: jnp.ndarray,
@@ -75,7 +96,7 @@ def edge_message_groups(
     for l1, ps, kmat in _path_groups(paths, lmax_edge):
         a = 2 * l1 + 1
         ky = (y_cat @ jnp.asarray(kmat, radial.dtype)).reshape(n_s, a, -1)  # [S, a, G]
-        t = jnp.sum(ky[:, :, :, None] * x_send[l1][:, :, None, :], axis=1)  # [S, G, C]
+        t = _contract_components(ky, x_send[l1])  # [S, G, C]
         r = jnp.concatenate(
             [jnp.broadcast_to(r_paths[p], (n_s, 2 * paths[p][2] + 1, c)) for p in ps], axis=1
         )
