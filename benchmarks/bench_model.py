@@ -164,11 +164,10 @@ def main(argv=None) -> None:
         return
     env = dict(os.environ)
     if a.threads == 1:
-        env["XLA_FLAGS"] = (
-            env.get("XLA_FLAGS", "")
-            + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-        ).strip()
-        env["OMP_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] = env["MKL_NUM_THREADS"] = "1"
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from _threads import one_thread
+
+        env, _ = one_thread(env, [], pin=False)  # pinned per system below
     rows = []
     for name in a.systems.split(","):
         cmd = [sys.executable, os.path.abspath(__file__), "--one", name, "--dtype", a.dtype]

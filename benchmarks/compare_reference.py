@@ -45,6 +45,8 @@ import time
 os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from _threads import one_thread  # noqa: E402
 
 
 def _systems(names, meta):
@@ -187,13 +189,7 @@ def main(argv=None) -> int:
         cmd += ["--systems", a.systems, "--repeats", str(a.repeats), "--seed", str(a.seed)]
         cmd += ["--burst", str(a.burst)]
         if nt == 1:
-            env["XLA_FLAGS"] = (
-                env.get("XLA_FLAGS", "")
-                + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-            ).strip()
-            env["OMP_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] = env["MKL_NUM_THREADS"] = "1"
-            if hasattr(os, "sched_getaffinity"):
-                cmd = ["taskset", "-c", str(sorted(os.sched_getaffinity(0))[-1]), *cmd]
+            env, cmd = one_thread(env, cmd)
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if proc.returncode != 0:
             print(proc.stderr[-3000:], file=sys.stderr)
