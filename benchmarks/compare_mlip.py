@@ -237,21 +237,17 @@ def _ef_row(name, atoms, pot, ff, repeats, threads) -> dict:
 
 # ----------------------------------------------------------------------------- training
 def _train_batch(n: int, seed: int):
-    import ase
+    """``n`` displaced aspirin copies with random labels (``bench_train_step.synthetic_frames``)."""
     import numpy as np
 
     sys.path.insert(0, HERE)
-    from bench_model import build_system
+    from bench_train_step import synthetic_frames
 
-    base = build_system("aspirin")
-    rng = np.random.default_rng(seed)
-    frames = []
-    for _ in range(n):
-        a = ase.Atoms(numbers=base.numbers, positions=base.positions)
-        a.positions += rng.normal(scale=0.05, size=a.positions.shape)
-        frames.append(a)
-    energies = -17000.0 + rng.normal(size=n)
-    forces = rng.normal(size=(n * len(base), 3))
+    frames = synthetic_frames(n, seed)
+    energies = np.array([a.get_potential_energy() for a in frames])
+    forces = np.concatenate([a.get_forces() for a in frames])
+    for a in frames:
+        a.calc = None
     return frames, energies, forces
 
 
