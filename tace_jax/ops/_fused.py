@@ -186,7 +186,7 @@ def product_step(
         m, g_off = _group_matrix(plist, lmax_edge)
         a = 2 * l1 + 1
         # AK[n, α, Γ, c] = Σ_β M[(α, Γ), β] A[n, β, c]: one GEMM per l1
-        ak = jnp.einsum("xb,nbc->nxc", jnp.asarray(m, a_cat.dtype), a_cat)
+        ak = jnp.matmul(jnp.asarray(m, a_cat.dtype)[None], a_cat)  # [N, (α, Γ), C]
         ak = ak.reshape(n_nodes, a, g_off[-1], c)
         t = prev[l1]  # [N, α, k, C]
         out = jnp.sum(t[:, :, None, :, :] * ak[:, :, :, None, :], axis=1)  # [N, Γ, k, C]
