@@ -38,7 +38,6 @@ from tace_jax.ops import (
     coupling_paths,
     default_edge_chunk,
     edge_message_groups,
-    message_group_widths,
     mlp_apply,
     scan_edges,
 )
@@ -128,8 +127,10 @@ class Interaction(nn.Module):
             x_send = {l: x[snd] for l, x in hu.items()}
             return edge_message_groups(x_send, ycat, radial, paths, self.lmax_edge)
 
-        group_widths = message_group_widths(paths)  # one scatter per l1 group
-        width = sum(group_widths) * c
+        # the 2l3+1 of each path, grouped by l1 as edge_message_groups returns them
+        l1s = sorted({p[0] for p in paths})
+        group_sizes = [[2 * l3 + 1 for p1, _, l3 in paths if p1 == l1] for l1 in l1s]
+        width = sum(map(sum, group_sizes)) * c
         chunk = self.edge_chunk
         if chunk == "auto":
             on_cpu = jax.default_backend() == "cpu"
@@ -139,14 +140,12 @@ class Interaction(nn.Module):
             (edge_feats, y_cat, senders, edge_weight),
             receivers,
             n_nodes,
-            [(w, c) for w in group_widths],
+            [(sum(sizes), c) for sizes in group_sizes],
             chunk,
-        )  # per l1 group: [N, Σ_{p∈l1} (2l3+1), C]
+        )  # one scatter per l1 group: [N, Σ_{p∈l1} (2l3+1), C]
         pieces = []  # per path, in path order: [N, 2l3+1, C]
-        for agg, l1 in zip(aggs, sorted({p[0] for p in paths})):
-            sizes = [2 * l3 + 1 for p1, _, l3 in paths if p1 == l1]
-            off = np.cumsum(sizes)[:-1]
-            pieces.extend(jnp.split(agg, off, axis=1))
+        for agg, sizes in zip(aggs, group_sizes):
+            pieces.extend(jnp.split(agg, np.cumsum(sizes)[:-1], axis=1))
         a_basis = {}
         inv_n = 1.0 / self.avg_num_neighbors
         for l3 in sorted({p[2] for p in paths}):

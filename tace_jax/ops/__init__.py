@@ -25,7 +25,6 @@ from ._coupling import rank_relation as rank_relation
 from ._fused import couple_batched as couple_batched
 from ._fused import edge_message_groups as edge_message_groups
 from ._fused import edge_messages as edge_messages
-from ._fused import message_group_widths as message_group_widths
 from ._fused import product_step as product_step
 from ._gate import GATES as GATES
 from ._gate import vector_gate as vector_gate
@@ -87,7 +86,6 @@ __all__ = [
     "default_edge_chunk",
     "edge_messages",
     "edge_message_groups",
-    "message_group_widths",
     "element_linear",
     "element_linear_sum",
     "grouped_element_linear",

@@ -22,7 +22,6 @@ from ._coupling import coupling_tensor
 __all__ = [
     "edge_messages",
     "edge_message_groups",
-    "message_group_widths",
     "product_step",
     "couple_batched",
 ]
@@ -85,9 +84,9 @@ def edge_message_groups(
 
     Same arguments as :func:`edge_messages`. Returns, for each ``l1`` of the paths (ascending),
     ``[S, Σ_{p∈l1} (2l3_p+1), C]``: the messages of that group's paths in path order. Keeping
-    the groups apart (instead of one concatenated array) lets each be a separate fused loop
-    that writes straight into its own scatter; a concatenation at the root of the fusion costs
-    a per-element operand selection (measured several times slower on CPU).
+    the groups apart, each in its own shape, lets each be a separate fused loop that writes
+    straight into its own scatter; one concatenated, reshaped array made XLA:CPU fuse the
+    whole message computation into a slow layout copy (benchmarks/results/compare_reference.md).
     """
     n_s, _, c = radial.shape
     outs = []
@@ -102,14 +101,6 @@ def edge_message_groups(
         )
         outs.append(t * r)
     return outs
-
-
-def message_group_widths(paths: Sequence[tuple[int, int, int]]) -> list[int]:
-    """``Σ_{p∈l1} (2l3_p+1)`` for each ``l1`` group of :func:`edge_message_groups`."""
-    widths: dict[int, int] = {}
-    for l1, _, l3 in paths:
-        widths[l1] = widths.get(l1, 0) + 2 * l3 + 1
-    return [widths[l1] for l1 in sorted(widths)]
 
 
 def edge_messages(
