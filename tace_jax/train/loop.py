@@ -364,13 +364,8 @@ class Trainer:
                 if cfg.progress and k % 20 == 0:
                     bar.set_postfix(loss=f"{float(m['loss']):.4g}")
                 step = self.global_step
-                info = {
-                    "step": step,
-                    "epoch": self.epoch,
-                    "metrics": m,
-                    "step_in_epoch": self.step_in_epoch,
-                    "state": self.state,
-                }
+                info = {"step": step, "epoch": self.epoch, "metrics": m, "state": self.state}
+                info["step_in_epoch"] = self.step_in_epoch
                 for cb in self.callbacks:
                     cb("step", dict(info))
                 if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
