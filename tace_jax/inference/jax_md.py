@@ -234,6 +234,9 @@ def md_system(
     """
     parts = model_parts(potential, dtype)
     species = species_of(atoms.get_atomic_numbers(), parts.atomic_numbers, "atoms")
+    bind = getattr(potential, "composition_apply_fn", None)
+    if bind is not None:  # the composition is fixed: element-sorted linears (Potential)
+        parts = dataclasses.replace(parts, apply_fn=bind(species))
     values = collect_inputs(atoms, parts.input_names, inputs, "atoms", parts.input_limits)
     pbc = np.asarray(atoms.get_pbc(), bool)
     cell = np.asarray(atoms.get_cell().array, np.float64) if pbc.any() else np.zeros((3, 3))

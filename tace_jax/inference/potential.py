@@ -30,7 +30,7 @@ from tace_jax.models.les import batch_les_static, grow_kgrid, les_born_charges
 from tace_jax.models.reference import load_reference
 from tace_jax.models.statistics import Statistics
 from tace_jax.models.tace import TACE
-from tace_jax.ops import cast_floats, ewald_kgrid
+from tace_jax.ops import cast_floats, element_budgets, ewald_kgrid
 from tace_jax.properties import PROPERTY_NAMES
 
 from .predictor import Predictor
@@ -67,8 +67,16 @@ class Potential:
     """
 
     def __init__(
-        self, config: TACEConfig, statistics: Statistics, variables, dtype="float32"
+        self,
+        config: TACEConfig,
+        statistics: Statistics,
+        variables,
+        dtype="float32",
+        element_sort: bool | str = "auto",
     ) -> None:
+        if element_sort != "auto" and not isinstance(element_sort, bool):
+            raise ValueError(f"element_sort must be 'auto', True or False, got {element_sort!r}")
+        self.element_sort = element_sort
         self.config = config
         self.statistics = statistics
         self.dtype = as_compute_dtype(dtype)
@@ -82,7 +90,7 @@ class Potential:
             self.dtype,
             input_names=config.input_names,
             input_limits=config.input_limits,
-            **self._les_hooks(),
+            **{**self._les_hooks(), "static_args": self._static_args},
         )
 
     def _les_hooks(self) -> dict:
@@ -100,6 +108,42 @@ class Potential:
             "extra_properties": {"les_born_effective_charges": bec},
             "method": "positions",
         }
+
+    def _static_args(self, graph: Graph) -> dict:
+        """The per-batch static arguments: the LES k-grid and the element budgets."""
+        static = self._les_static(graph) if self.config.les else {}
+        budgets = self.element_budgets(graph)
+        if budgets is not None:
+            static["element_budgets"] = budgets
+        return static
+
+    def element_budgets(self, graph: Graph, force: bool = False) -> tuple[int, ...] | None:
+        """Static rows per element of the element-sorted product basis for ``graph``
+        (:func:`tace_jax.ops.element_budgets`), or ``None`` for the select path.
+
+        ``element_sort``: ``True`` sorts every batch, ``"auto"`` (default) batches of one
+        structure (calculators, MD: the composition, hence the compiled shape, stays fixed),
+        ``False`` none. The result is the same; the sorted path is faster (its cost does not
+        grow with the number of elements) but compiles once per bucketed composition.
+        ``force``: sort whenever ``element_sort`` is not False.
+        """
+        if self.element_sort is False:
+            return None
+        if self.element_sort == "auto" and not force:
+            if int(np.sum(np.asarray(graph.graph_mask))) != 1:
+                return None
+        return element_budgets(
+            np.asarray(graph.species), np.asarray(graph.node_mask), self.config.num_elements
+        )
+
+    def composition_apply_fn(self, species):
+        """:meth:`apply_fn` with the element budgets of a fixed composition bound (``species``:
+        the species index of every atom), for jitted callers such as jax-md."""
+        if self.element_sort is False:
+            return self.apply_fn
+        sp = np.asarray(species)
+        budgets = element_budgets(sp, np.ones(sp.shape, bool), self.config.num_elements)
+        return functools.partial(self.apply_fn, element_budgets=budgets)
 
     def _les_static(self, graph: Graph) -> dict:
         static, self._les_kgrid = batch_les_static(graph, self.config.les_dl, self._les_kgrid)
@@ -199,7 +243,10 @@ class Potential:
 
     def astype(self, dtype) -> Potential:
         """A copy with variables and computations in ``dtype``."""
-        return Potential(self.config, self.statistics, self.variables, dtype=dtype)
+        return Potential(
+            self.config, self.statistics, self.variables, dtype=dtype,
+            element_sort=self.element_sort,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------- graph helpers
     def apply(self, graph: Graph, edge_vecs=None) -> dict:
@@ -209,8 +256,8 @@ class Potential:
     def apply_fn(self, variables, graph: Graph, edge_vecs=None, **static) -> dict:
         """``apply_fn(variables, graph, edge_vecs=None)`` for :func:`compute_properties`
         (``static``: module attributes such as ``les_kgrid``, bound per batch)."""
-        if not static and self.config.les:
-            static = getattr(self, "_les_default", {})
+        if self.config.les and "les_kgrid" not in static:
+            static = {**getattr(self, "_les_default", {}), **static}
         model = self.model.clone(**static) if static else self.model
         return model.apply(variables, graph, edge_vecs=edge_vecs)
 
@@ -225,6 +272,9 @@ class Potential:
         if self.config.les:  # grid of the initial cell with 10 % headroom (NPT)
             static, _ = batch_les_static(graph, self.config.les_dl / 1.1)
             model = model.clone(**static)
+        budgets = self.element_budgets(graph, force=True)  # the composition is fixed
+        if budgets is not None:
+            model = model.clone(element_budgets=budgets)
 
         def energy(positions, cell=None):
             g = graph.replace(positions=positions, cell=graph.cell if cell is None else cell)

@@ -42,6 +42,7 @@ from tace_jax.nn.uee import UniversalEquivariantEmbedding
 from tace_jax.nn.uie import UniversalInvariantEmbedding
 from tace_jax.ops import (
     cartesian_harmonics,
+    element_layout,
     irreps_to_matrix,
     lagrangian_charges,
     radial_features,
@@ -76,6 +77,10 @@ class TACE(nn.Module):
             under ``jit`` a periodic batch needs it). Any grid holding
             ``ewald_kgrid(cell, les_dl)`` gives the same energy.
         les_molecules: False skips the LES pair sum (the batch holds periodic cells only).
+        element_budgets: static rows per element of the element-sorted product basis
+            (:func:`tace_jax.ops.element_budgets` of the batch's species); ``None``: the
+            select path, which evaluates every element's weights. Same result either way;
+            budgets smaller than the batch's element counts would drop atoms.
 
     The model reads exactly the ``graph.extras`` inputs of ``config.input_names``
     (:mod:`tace_jax.models.model_inputs`).
@@ -87,6 +92,7 @@ class TACE(nn.Module):
     edge_chunk: int | str | None = "auto"
     les_kgrid: tuple[int, ...] | None = None
     les_molecules: bool = True
+    element_budgets: tuple[int, ...] | None = None
 
     @nn.compact
     def __call__(self, graph: Graph, edge_vecs: jnp.ndarray | None = None) -> dict[str, Any]:
@@ -109,6 +115,10 @@ class TACE(nn.Module):
         else:
             level = jnp.zeros(n_nodes, jnp.int32)
         heads = cfg.num_levels if cfg.use_multi_head else 1
+        layout = None
+        if self.element_budgets is not None:
+            budgets = tuple(int(b) for b in self.element_budgets)
+            layout = (*element_layout(species, graph.node_mask, budgets), budgets)
         level_oh = jax.nn.one_hot(level, heads, dtype=dtype) if heads > 1 else None
 
         unit, r = safe_normalize(edge_vecs)
@@ -170,7 +180,7 @@ class TACE(nn.Module):
                 l3l1=cfg.prod_l3l1,
                 param_dtype=pd,
                 name=f"product_{t}",
-            )(a_basis, onehot)
+            )(a_basis, onehot, layout)
             h = {l: x + sc[l] if l in sc else x for l, x in h.items()}
             descriptors.append(h[0][:, 0, :])
             if t not in cfg.readout_layers():

@@ -25,7 +25,14 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from tace_jax.ops import L1L2_OPTIONS, element_linear_sum, product_step, rank_relation
+from tace_jax.ops import (
+    L1L2_OPTIONS,
+    element_linear_sum,
+    product_step,
+    rank_relation,
+    sorted_element_linear_sum,
+    take_rows,
+)
 
 from .linear import Linear, uniform_sqrt3
 
@@ -114,13 +121,28 @@ class Product(nn.Module):
 
     @nn.compact
     def __call__(
-        self, a_basis: dict[int, jnp.ndarray], onehot: jnp.ndarray
+        self,
+        a_basis: dict[int, jnp.ndarray],
+        onehot: jnp.ndarray,
+        layout: tuple[jnp.ndarray, jnp.ndarray, tuple[int, ...]] | None = None,
     ) -> dict[int, jnp.ndarray]:
-        """``a_basis``: ``l → [N, 2l+1, C_h]`` for ``l = 0..L_e``; returns ``l → [N, 2l+1, C]``."""
+        """``a_basis``: ``l → [N, 2l+1, C_h]`` for ``l = 0..L_e``; returns ``l → [N, 2l+1, C]``.
+
+        ``layout``: optional ``(perm, inv, budgets)`` of :func:`tace_jax.ops.element_layout`;
+        the product basis is then built on the element-sorted rows and each element's block
+        multiplied by its own weights only (same result, cost independent of ``Z_n``).
+        """
         ch, pd = self.num_channel_hidden, self.param_dtype
         paths, counts = product_paths(
             self.lmax_edge, self.correlation, self.output_ranks, self.l1l2, self.l3l1
         )
+        if layout is not None:
+            perm, inv, budgets = layout
+            if len(budgets) != self.num_elements:
+                raise ValueError(
+                    f"Product: {len(budgets)} element budgets for {self.num_elements} elements"
+                )
+            a_basis = {l: take_rows(a, perm) for l, a in a_basis.items()}
         basis = {1: {l: a[:, :, None] for l, a in a_basis.items()}}  # l -> [N, 2l+1, n, C_h]
         a_cat = jnp.concatenate([a_basis[l] for l in range(self.lmax_edge + 1)], axis=1)
         for nu in range(2, self.correlation + 1):
@@ -148,7 +170,10 @@ class Product(nn.Module):
                     bias = bias + onehot @ b.astype(x.dtype)
             if not xs:
                 raise ValueError(f"Product: no product-basis tensor of output rank {l}")
-            y = element_linear_sum(xs, ws, scales, onehot)
+            if layout is None:
+                y = element_linear_sum(xs, ws, scales, onehot)
+            else:  # sorted rows -> node order (padding nodes: zero rows, as on the select path)
+                y = take_rows(sorted_element_linear_sum(xs, ws, scales, budgets), inv)
             if self.bias and l == 0:
                 y = y + bias[:, None, :]
             lin = Linear(

@@ -22,6 +22,10 @@ from ._coupling import coupling_paths as coupling_paths
 from ._coupling import coupling_tensor as coupling_tensor
 from ._coupling import is_allowed as is_allowed
 from ._coupling import rank_relation as rank_relation
+from ._element_sort import element_budgets as element_budgets
+from ._element_sort import element_layout as element_layout
+from ._element_sort import sorted_element_linear_sum as sorted_element_linear_sum
+from ._element_sort import take_rows as take_rows
 from ._fused import couple_batched as couple_batched
 from ._fused import edge_message_groups as edge_message_groups
 from ._fused import edge_messages as edge_messages
@@ -86,6 +90,8 @@ __all__ = [
     "default_edge_chunk",
     "edge_messages",
     "edge_message_groups",
+    "element_budgets",
+    "element_layout",
     "element_linear",
     "element_linear_sum",
     "grouped_element_linear",
@@ -106,8 +112,10 @@ __all__ = [
     "safe_norm",
     "safe_normalize",
     "scan_edges",
+    "sorted_element_linear_sum",
     "stf_basis",
     "stf_projector",
+    "take_rows",
     "to_compressed",
     "to_full",
     "zbl_node_energy",
