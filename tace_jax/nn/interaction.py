@@ -69,7 +69,8 @@ class Interaction(nn.Module):
         bias: rank-0 biases in Linear_up and the self-connection.
         l1l2: optional path restriction.
         edge_chunk: edges per chunk; ``None`` processes all edges at once; ``"auto"`` picks
-            about 4 MiB of messages per chunk on CPU and no chunking on accelerators.
+            about 4 MiB of messages per chunk on CPU (none when that gives two chunks or
+            fewer) and no chunking on accelerators.
         param_dtype: storage dtype.
 
     Parameters: ``linear_up_{l}``, ``radial_net`` (``weight_k``), ``linear_down_{l3}``,
@@ -135,6 +136,8 @@ class Interaction(nn.Module):
         if chunk == "auto":
             on_cpu = jax.default_backend() == "cpu"
             chunk = default_edge_chunk(width, jnp.dtype(dtype).itemsize) if on_cpu else None
+            if chunk is not None and senders.shape[0] <= 2 * chunk:
+                chunk = None  # two chunks or fewer: one pass without remat is faster (aspirin)
         aggs = scan_edges(
             chunk_messages,
             (edge_feats, y_cat, senders, edge_weight),
