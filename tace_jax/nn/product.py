@@ -24,10 +24,12 @@ from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
+import numpy as np
 
 from tace_jax.ops import (
     L1L2_OPTIONS,
     element_linear_sum,
+    product_plan,
     product_step,
     rank_relation,
     sorted_element_linear_sum,
@@ -102,6 +104,8 @@ class Product(nn.Module):
         out_bias: rank-0 bias of ``Linear_out`` (the reference: last layer only).
         l1l2, l3l1: optional path restrictions.
         param_dtype: storage dtype.
+        dedup: compute each distinct product-basis tensor once
+            (:func:`tace_jax.ops.product_plan`; same result, less work).
 
     Parameters: ``linears_{ν}_{l}`` (``weights [Z_n, C_h, n_{ν,l}·C_h]``, ``bias [Z_n, C_h]``)
     and ``linear_out_{l}`` (``weight [C_h, C]``, ``bias``).
@@ -118,6 +122,7 @@ class Product(nn.Module):
     l1l2: str | None = None
     l3l1: str | None = None
     param_dtype: Any = jnp.float32
+    dedup: bool = True
 
     @nn.compact
     def __call__(
@@ -143,10 +148,13 @@ class Product(nn.Module):
                     f"Product: {len(budgets)} element budgets for {self.num_elements} elements"
                 )
             a_basis = {l: take_rows(a, perm) for l, a in a_basis.items()}
+        computed, maps = paths, None
+        if self.dedup:  # equal tensors once (tace_jax.ops.product_plan)
+            computed, maps = product_plan(paths, self.lmax_edge, self.correlation)
         basis = {1: {l: a[:, :, None] for l, a in a_basis.items()}}  # l -> [N, 2l+1, n, C_h]
         a_cat = jnp.concatenate([a_basis[l] for l in range(self.lmax_edge + 1)], axis=1)
         for nu in range(2, self.correlation + 1):
-            basis[nu] = product_step(basis[nu - 1], a_cat, paths[nu], self.lmax_edge)
+            basis[nu] = product_step(basis[nu - 1], a_cat, computed[nu], self.lmax_edge)
         out = {}
         for l in self.output_ranks:
             xs, ws, scales, bias = [], [], [], 0.0
@@ -155,6 +163,8 @@ class Product(nn.Module):
                 if n_blocks == 0:
                     continue
                 x = basis[nu][l]  # [N, g, n, C_h]
+                if maps is not None and not np.array_equal(maps[nu][l], np.arange(n_blocks)):
+                    x = jnp.take(x, jnp.asarray(maps[nu][l]), axis=2)  # the reference blocks
                 fan_in = n_blocks * ch
                 w = self.param(
                     f"linears_{nu}_{l}", uniform_sqrt3, (self.num_elements, ch, fan_in), pd

@@ -47,6 +47,8 @@ from ._linear import element_select as element_select
 from ._linear import grouped_element_linear as grouped_element_linear
 from ._linear import mlp_alphas as mlp_alphas
 from ._linear import mlp_apply as mlp_apply
+from ._product_plan import coupling_is_symmetric as coupling_is_symmetric
+from ._product_plan import product_plan as product_plan
 from ._radial import bessel_basis as bessel_basis
 from ._radial import polynomial_envelope as polynomial_envelope
 from ._radial import radial_features as radial_features
@@ -106,7 +108,9 @@ __all__ = [
     "mlp_alphas",
     "mlp_apply",
     "polynomial_envelope",
+    "product_plan",
     "product_step",
+    "coupling_is_symmetric",
     "radial_features",
     "rank_relation",
     "safe_norm",
