@@ -18,17 +18,19 @@ blockwise sum (:func:`tace_jax.ops.element_linear_sum`: no weight is copied or r
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
-import numpy as np
 
 from tace_jax.ops import (
     L1L2_OPTIONS,
     element_linear_sum,
+    merge_blocks,
+    merge_index,
     product_plan,
     product_step,
     rank_relation,
@@ -157,22 +159,24 @@ class Product(nn.Module):
             basis[nu] = product_step(basis[nu - 1], a_cat, computed[nu], self.lmax_edge)
         out = {}
         for l in self.output_ranks:
-            xs, ws, scales, bias = [], [], [], 0.0
+            xs, ws, scales, merges, bias = [], [], [], [], 0.0
             for nu in range(1, self.correlation + 1):
                 n_blocks = counts[nu].get(l, 0)
                 if n_blocks == 0:
                     continue
-                x = basis[nu][l]  # [N, g, n, C_h]
-                if maps is not None and not np.array_equal(maps[nu][l], np.arange(n_blocks)):
-                    x = jnp.take(x, jnp.asarray(maps[nu][l]), axis=2)  # the reference blocks
-                fan_in = n_blocks * ch
+                x = basis[nu][l]  # [N, g, n, C_h]: the computed tensors
+                fan_in = n_blocks * ch  # of the reference blocks (weights and scale)
                 w = self.param(
                     f"linears_{nu}_{l}", uniform_sqrt3, (self.num_elements, ch, fan_in), pd
                 )
                 ws.append(w.astype(x.dtype))
+                idx = None if maps is None else merge_index(maps[nu][l], x.shape[2])
+                merges.append(None if idx is None else functools.partial(
+                    merge_blocks, idx=idx, block=ch
+                ))  # fmt: skip
                 scales.append(1.0 / math.sqrt(fan_in))
                 # input channel index = block·C_h + c
-                xs.append(x.reshape(x.shape[0], 2 * l + 1, fan_in))
+                xs.append(x.reshape(x.shape[0], 2 * l + 1, x.shape[2] * ch))
                 if self.bias and l == 0:
                     b = self.param(
                         f"linears_{nu}_{l}_bias", nn.initializers.zeros, (self.num_elements, ch), pd
@@ -181,9 +185,11 @@ class Product(nn.Module):
             if not xs:
                 raise ValueError(f"Product: no product-basis tensor of output rank {l}")
             if layout is None:
+                ws = [w if m is None else m(w) for w, m in zip(ws, merges)]
                 y = element_linear_sum(xs, ws, scales, onehot)
             else:  # sorted rows -> node order (padding nodes: zero rows, as on the select path)
-                y = take_rows(sorted_element_linear_sum(xs, ws, scales, budgets), inv)
+                y = sorted_element_linear_sum(xs, ws, scales, budgets, merges)
+                y = take_rows(y, inv)
             if self.bias and l == 0:
                 y = y + bias[:, None, :]
             lin = Linear(

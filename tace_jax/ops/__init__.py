@@ -48,6 +48,8 @@ from ._linear import grouped_element_linear as grouped_element_linear
 from ._linear import mlp_alphas as mlp_alphas
 from ._linear import mlp_apply as mlp_apply
 from ._product_plan import coupling_is_symmetric as coupling_is_symmetric
+from ._product_plan import merge_blocks as merge_blocks
+from ._product_plan import merge_index as merge_index
 from ._product_plan import product_plan as product_plan
 from ._radial import bessel_basis as bessel_basis
 from ._radial import polynomial_envelope as polynomial_envelope
@@ -109,6 +111,8 @@ __all__ = [
     "mlp_apply",
     "polynomial_envelope",
     "product_plan",
+    "merge_blocks",
+    "merge_index",
     "product_step",
     "coupling_is_symmetric",
     "radial_features",

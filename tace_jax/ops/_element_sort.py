@@ -103,15 +103,20 @@ def sorted_element_linear_sum(
     ws: Sequence[jnp.ndarray],
     scales: Sequence[float],
     budgets: Sequence[int],
+    weight_maps: Sequence | None = None,
 ) -> jnp.ndarray:
     """``Σ_k s_k · x_k W_k[z]ᵀ`` on the element-sorted layout: block ``z`` (``budgets[z]`` rows)
     times element ``z``'s weights only.
 
     Args:
         xs: blocks ``[Σ b_z, M, C_k]`` in the sorted layout (:func:`element_layout`).
-        ws: weights ``[Z, D, C_k]``.
+        ws: weights ``[Z, D, C_k']``.
         scales: one constant factor per block.
         budgets: the static ``b_z``.
+        weight_maps: optional per block ``None`` or a function ``[D, C_k'] → [D, C_k]`` applied
+            to each present element's weights (the merge of equal product-basis tensors,
+            :func:`~tace_jax.ops.merge_blocks`), so that only those elements' weights are
+            touched.
 
     Returns:
         ``[Σ b_z, M, D]``.
@@ -128,9 +133,10 @@ def sorted_element_linear_sum(
         if b == 0:
             continue
         y = None
-        for x, w, s in zip(xs, ws, scales):
+        for k, (x, w, s) in enumerate(zip(xs, ws, scales)):
             xz = jax.lax.slice_in_dim(x, off, off + b, axis=0)
-            yk = jax.lax.dot_general(xz, w[z], (((x.ndim - 1,), (1,)), ((), ())))
+            wz = w[z] if weight_maps is None or weight_maps[k] is None else weight_maps[k](w[z])
+            yk = jax.lax.dot_general(xz, wz, (((x.ndim - 1,), (1,)), ((), ())))
             yk = yk * jnp.asarray(s, x.dtype)
             y = yk if y is None else y + yk
         parts.append(y)

@@ -16,11 +16,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from functools import cache
 
+import jax.numpy as jnp
 import numpy as np
 
 from ._coupling import coupling_tensor
 
-__all__ = ["product_plan", "coupling_is_symmetric"]
+__all__ = ["product_plan", "coupling_is_symmetric", "merge_index", "merge_blocks"]
 
 
 @cache
@@ -90,3 +91,38 @@ def product_plan(
         ref_maps = {l: np.asarray(m, np.int64) for l, m in new_maps.items()}
         maps[nu] = dict(ref_maps)
     return computed, maps
+
+
+def merge_index(block_map: np.ndarray, n_computed: int) -> np.ndarray | None:
+    """``idx [r, n_computed]``: the ``r``-th reference block of every computed tensor (``-1``
+    where it has fewer copies), or ``None`` when the map is the identity.
+
+    Examples:
+        >>> merge_index(np.array([0, 1, 0]), 2).tolist()
+        [[0, 1], [2, -1]]
+    """
+    block_map = np.asarray(block_map)
+    if n_computed == len(block_map) and np.array_equal(block_map, np.arange(n_computed)):
+        return None
+    copies = [np.flatnonzero(block_map == u).tolist() for u in range(n_computed)]
+    r = max(1, max(len(c) for c in copies))
+    return np.asarray([[c[k] if k < len(c) else -1 for c in copies] for k in range(r)], np.int64)
+
+
+def merge_blocks(w, idx: np.ndarray | None, block: int):
+    """Sum the weight columns of equal blocks: ``w [..., D, n_ref·block] → [..., D, n·block]``
+    with ``idx`` from :func:`merge_index` (a missing copy, ``-1``, adds nothing).
+
+    ``Σ_b w_b x_{map(b)} = Σ_u (Σ_{b: map(b)=u} w_b) x_u``: the element linear of the computed
+    tensors with merged weights equals that of the reference blocks.
+    """
+    if idx is None:
+        return w
+    lead, d = w.shape[:-1], w.shape[-1] // block
+    w4 = w.reshape(*lead, d, block)
+    out = None
+    for row in idx:
+        pos = jnp.asarray(np.where(row < 0, d, row))  # past the end -> zero (fill)
+        part = jnp.take(w4, pos, axis=-2, mode="fill", fill_value=0)
+        out = part if out is None else out + part
+    return out.reshape(*lead, idx.shape[1] * block)
