@@ -21,6 +21,14 @@ calculator is called step after step) before the other side's ``K``; ``1`` (the 
 strict alternation, where each side starts every call after the other has run (measured: both
 slow down a little after the other's call; tace_jax's thread pool also after any idle gap).
 
+Order inside the process: tace_jax makes its first call (XLA creates its CPU thread pools at
+the first execution) before ``torch.set_num_threads``. The other way round (``--torch-first``,
+the order of earlier versions of this script) every tace_jax call of the process is slower:
+aspirin through ASE, same weights, no torch call in between, 15.2 vs 8.8 ms median (ad-hoc
+script run once each way, 2026-12-04; the cause was not found: thread affinity and counts are
+the same). Neither package would share a process with the other in use; this keeps the
+side-by-side run from measuring that interference.
+
 Each thread count runs in its own subprocess (XLA's thread pool is fixed at start): ``1`` pins
 the process to one core (``taskset``) and sets XLA, torch and BLAS to one thread; ``2`` gives
 both two threads.
@@ -65,12 +73,20 @@ def _systems(names, meta):
     return out
 
 
-def run_one(threads: int, names: list[str], repeats: int, seed: int, burst: int = 1) -> list[dict]:
+def run_one(
+    threads: int,
+    names: list[str],
+    repeats: int,
+    seed: int,
+    burst: int = 1,
+    torch_first: bool = False,
+) -> list[dict]:
     """Time both calculators in this process; returns one row per system."""
     import numpy as np
     import torch
 
-    torch.set_num_threads(threads)
+    if torch_first:
+        torch.set_num_threads(threads)
     try:
         import tace_jax  # noqa: F401
     except ImportError:  # running from a source checkout
@@ -90,8 +106,14 @@ def run_one(threads: int, names: list[str], repeats: int, seed: int, burst: int 
         ref_calc = TACEAseCalc(path, dtype="float32", device="cpu")
         pot = Potential(*load_torch_checkpoint(path), dtype="float32")
         jax_calc = TACECalculator(pot)
+        systems = _systems(names, meta)
+        if not torch_first:  # XLA's first execution (its thread pools) before torch's threads
+            warm = next(iter(systems.values())).copy()
+            warm.calc = jax_calc
+            warm.get_forces()
+            torch.set_num_threads(threads)
         rng = np.random.default_rng(seed)
-        for name, atoms in _systems(names, meta).items():
+        for name, atoms in systems.items():
             calcs = {"reference": ref_calc, "tace_jax": jax_calc}
             moved = {k: atoms.copy() for k in calcs}  # one Atoms per side, as in MD
             for k, calc in calcs.items():
@@ -142,6 +164,119 @@ def run_one(threads: int, names: list[str], repeats: int, seed: int, burst: int 
     return rows
 
 
+def _serve(kind: str, model_path: str, threads: int, names: list[str], meta: dict, conn) -> None:
+    """One side in its own process: ``(system, positions)`` in, ``(energy, seconds, finite)``
+    out, until ``None`` (``--isolate``)."""
+    import numpy as np
+
+    sys.path.insert(0, os.path.dirname(HERE))
+    if kind == "reference":
+        import torch
+        from tace.interface.ase.calculator import TACEAseCalc
+
+        torch.set_num_threads(threads)
+        calc = TACEAseCalc(model_path, dtype="float32", device="cpu")
+    else:  # no torch in this process: the converted model file
+        from tace_jax.calculator import TACECalculator
+        from tace_jax.inference import Potential
+
+        calc = TACECalculator(Potential.load(model_path, dtype="float32"))
+    atoms = _systems(names, meta)
+    for a in atoms.values():
+        a.calc = calc
+    conn.send("ready")
+    while (msg := conn.recv()) is not None:
+        name, positions = msg
+        a = atoms[name]
+        a.set_positions(positions)
+        t0 = time.perf_counter()
+        e = a.get_potential_energy()
+        f = a.get_forces()
+        conn.send((float(e), time.perf_counter() - t0, bool(np.isfinite(f).all())))
+
+
+def run_isolated(
+    threads: int, names: list[str], repeats: int, seed: int, burst: int = 1
+) -> list[dict]:
+    """As :func:`run_one`, each side in its own worker process (started with ``spawn``), the
+    parent alternating the calls; the timings are taken inside the workers."""
+    import multiprocessing as mp
+
+    import numpy as np
+    import torch
+
+    sys.path.insert(0, os.path.dirname(HERE))
+    from bench_md_reference import build_state_pt
+
+    from tace_jax.inference import Potential
+    from tace_jax.models.torch_import import load_torch_checkpoint
+
+    ctx = mp.get_context("spawn")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        ref_path = os.path.join(tmp, "default-state.pt")
+        jax_path = os.path.join(tmp, "model.tace")
+        meta = build_state_pt(ref_path)
+        Potential(*load_torch_checkpoint(ref_path), dtype="float32").save(jax_path)
+        workers = {}
+        for kind, path in (("reference", ref_path), ("tace_jax", jax_path)):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_serve, args=(kind, path, threads, names, meta, child))
+            proc.start()
+            workers[kind] = (proc, parent)
+        try:
+            for kind, (_, conn) in workers.items():
+                if conn.recv() != "ready":
+                    raise RuntimeError(f"compare_reference: the {kind} worker did not start")
+            rng = np.random.default_rng(seed)
+            for name, atoms in _systems(names, meta).items():
+                times = {k: [] for k in workers}
+                first, max_de = {}, 0.0
+                for rep in range(repeats + 1):  # repeat 0: warm-up (compilation), not timed
+                    steps = [
+                        atoms.positions + rng.normal(scale=0.01, size=atoms.positions.shape)
+                        for _ in range(1 if rep == 0 else burst)
+                    ]
+                    energies = {}
+                    for k, (_, conn) in workers.items():
+                        energies[k] = []
+                        for new in steps:
+                            conn.send((name, new))
+                            e, dt, finite = conn.recv()
+                            if not finite:
+                                raise RuntimeError(f"{name}: {k} gave non-finite forces")
+                            energies[k].append(e)
+                            (times[k].append(dt) if rep else first.__setitem__(k, dt))
+                    de = np.abs(np.subtract(energies["reference"], energies["tace_jax"]))
+                    max_de = max(max_de, float(de.max()))
+                ref_t, jax_t = np.median(times["reference"]), np.median(times["tace_jax"])
+                rows.append(
+                    {
+                        "system": name,
+                        "atoms": len(atoms),
+                        "threads": threads,
+                        "repeats": repeats,
+                        "burst": burst,
+                        "isolated": True,
+                        "reference_ms": 1e3 * ref_t,
+                        "tace_jax_ms": 1e3 * jax_t,
+                        "speedup": ref_t / jax_t,
+                        "reference_first_s": first["reference"],
+                        "tace_jax_first_s": first["tace_jax"],
+                        "max_abs_dE_eV": max_de,
+                        "torch": torch.__version__,
+                    }
+                )
+        finally:
+            for proc, conn in workers.values():
+                if proc.is_alive():
+                    conn.send(None)
+                proc.join(timeout=30)
+                if proc.is_alive():
+                    proc.kill()
+    return rows
+
+
 def _table(rows: list[dict]) -> str:
     lines = [
         "| system | atoms | threads | reference E+F | tace_jax E+F | speed-up | max abs dE |",
@@ -168,12 +303,28 @@ def main(argv=None) -> int:
         help="calls per side per turn (1: strict alternation; K > 1: K back-to-back calls "
         "per side, as in MD, then the other side; repeats x K timed calls per side)",
     )
+    p.add_argument(
+        "--same-process",
+        action="store_true",
+        help="time both calculators in one process (the earlier protocol) instead of one "
+        "worker process per side",
+    )
+    p.add_argument(
+        "--torch-first",
+        action="store_true",
+        help="set torch's threads before tace_jax's first call (slows every tace_jax call in "
+        "the process; see the module docstring)",
+    )
     p.add_argument("--json", default=None, help="also write the rows to this json file")
     p.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     names = a.systems.split(",")
     if a.one is not None:
-        print(json.dumps(run_one(a.one, names, a.repeats, a.seed, a.burst)))
+        if a.same_process:
+            rows = run_one(a.one, names, a.repeats, a.seed, a.burst, a.torch_first)
+        else:
+            rows = run_isolated(a.one, names, a.repeats, a.seed, a.burst)
+        print(json.dumps(rows))
         return 0
     try:
         import tace  # noqa: F401
@@ -187,7 +338,8 @@ def main(argv=None) -> int:
         env = dict(os.environ)
         cmd = [sys.executable, os.path.abspath(__file__), "--one", str(nt)]
         cmd += ["--systems", a.systems, "--repeats", str(a.repeats), "--seed", str(a.seed)]
-        cmd += ["--burst", str(a.burst)]
+        cmd += ["--burst", str(a.burst)] + (["--torch-first"] if a.torch_first else [])
+        cmd += ["--same-process"] if a.same_process else []
         if nt == 1:
             env, cmd = one_thread(env, cmd)
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -199,6 +351,7 @@ def main(argv=None) -> int:
             print(json.dumps(r), flush=True)
         rows += part
     turns = "strict alternation" if a.burst == 1 else f"bursts of {a.burst} calls per side"
+    turns += ", both in one process" if a.same_process else ", one worker process per side"
     print(
         f"\ncpu cores: {os.cpu_count()}, float32, energy+forces incl. graph build (median), "
         f"{turns}\n"
