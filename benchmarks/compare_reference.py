@@ -73,6 +73,69 @@ def _systems(names, meta):
     return out
 
 
+def _time_system(name, atoms, sides, repeats, burst, rng, threads) -> dict:
+    """Alternate the ``sides`` (``{name: call(system, positions) -> (energy, seconds,
+    finite)}``) on displaced copies of ``atoms``; one result row."""
+    import numpy as np
+    import torch
+
+    times = {k: [] for k in sides}
+    first, max_de = {}, 0.0
+    for rep in range(repeats + 1):  # repeat 0: warm-up (compilation), not timed
+        steps = [
+            atoms.positions + rng.normal(scale=0.01, size=atoms.positions.shape)
+            for _ in range(1 if rep == 0 else burst)
+        ]
+        energies = {}
+        for k, call in sides.items():  # each side runs its `burst` calls, then the other
+            energies[k] = []
+            for new in steps:
+                e, dt, finite = call(name, new)
+                if not finite:
+                    raise RuntimeError(f"{name}: {k} gave non-finite forces")
+                energies[k].append(e)
+                if rep == 0:
+                    first[k] = dt
+                else:
+                    times[k].append(dt)
+        de = np.abs(np.subtract(energies["reference"], energies["tace_jax"]))
+        max_de = max(max_de, float(de.max()))
+    ref_t, jax_t = np.median(times["reference"]), np.median(times["tace_jax"])
+    return {
+        "system": name,
+        "atoms": len(atoms),
+        "threads": threads,
+        "repeats": repeats,
+        "burst": burst,
+        "reference_ms": 1e3 * ref_t,
+        "tace_jax_ms": 1e3 * jax_t,
+        "speedup": ref_t / jax_t,
+        "reference_first_s": first["reference"],
+        "tace_jax_first_s": first["tace_jax"],
+        "max_abs_dE_eV": max_de,
+        "torch": torch.__version__,
+    }
+
+
+def _ase_call(atoms_by_system: dict, calc):
+    """``call(system, positions)``: set the positions of that system's ``Atoms`` (one per side
+    and system, as in MD) and time energy + forces through ``calc``."""
+    import numpy as np
+
+    for a in atoms_by_system.values():
+        a.calc = calc
+
+    def call(name, positions):
+        a = atoms_by_system[name]
+        a.set_positions(positions)
+        t0 = time.perf_counter()
+        e = a.get_potential_energy()
+        f = a.get_forces()
+        return float(e), time.perf_counter() - t0, bool(np.isfinite(f).all())
+
+    return call
+
+
 def run_one(
     threads: int,
     names: list[str],
@@ -113,61 +176,18 @@ def run_one(
             warm.get_forces()
             torch.set_num_threads(threads)
         rng = np.random.default_rng(seed)
+        sides = {
+            "reference": _ase_call({k: a.copy() for k, a in systems.items()}, ref_calc),
+            "tace_jax": _ase_call({k: a.copy() for k, a in systems.items()}, jax_calc),
+        }
         for name, atoms in systems.items():
-            calcs = {"reference": ref_calc, "tace_jax": jax_calc}
-            moved = {k: atoms.copy() for k in calcs}  # one Atoms per side, as in MD
-            for k, calc in calcs.items():
-                moved[k].calc = calc
-            times = {k: [] for k in calcs}
-            first = {}
-            max_de = 0.0
-            for rep in range(repeats + 1):  # repeat 0: warm-up (compilation), not timed
-                steps = [
-                    atoms.positions + rng.normal(scale=0.01, size=atoms.positions.shape)
-                    for _ in range(1 if rep == 0 else burst)
-                ]
-                energies = {}
-                for k in calcs:  # each side runs its `burst` calls back to back, then the other
-                    a = moved[k]
-                    energies[k] = []
-                    for new in steps:
-                        a.set_positions(new)
-                        t0 = time.perf_counter()
-                        energies[k].append(a.get_potential_energy())
-                        f = a.get_forces()
-                        dt = time.perf_counter() - t0
-                        if rep == 0:
-                            first[k] = dt
-                        else:
-                            times[k].append(dt)
-                        if not np.isfinite(f).all():
-                            raise RuntimeError(f"{name}: {k} gave non-finite forces")
-                de = np.abs(np.subtract(energies["reference"], energies["tace_jax"]))
-                max_de = max(max_de, float(de.max()))
-            ref_t, jax_t = np.median(times["reference"]), np.median(times["tace_jax"])
-            rows.append(
-                {
-                    "system": name,
-                    "atoms": len(atoms),
-                    "threads": threads,
-                    "repeats": repeats,
-                    "burst": burst,
-                    "reference_ms": 1e3 * ref_t,
-                    "tace_jax_ms": 1e3 * jax_t,
-                    "speedup": ref_t / jax_t,
-                    "reference_first_s": first["reference"],
-                    "tace_jax_first_s": first["tace_jax"],
-                    "max_abs_dE_eV": max_de,
-                    "torch": torch.__version__,
-                }
-            )
+            rows.append(_time_system(name, atoms, sides, repeats, burst, rng, threads))
     return rows
 
 
 def _serve(kind: str, model_path: str, threads: int, names: list[str], meta: dict, conn) -> None:
     """One side in its own process: ``(system, positions)`` in, ``(energy, seconds, finite)``
-    out, until ``None`` (``--isolate``)."""
-    import numpy as np
+    out, until ``None`` (the default protocol; ``--same-process`` does without)."""
 
     sys.path.insert(0, os.path.dirname(HERE))
     if kind == "reference":
@@ -181,18 +201,10 @@ def _serve(kind: str, model_path: str, threads: int, names: list[str], meta: dic
         from tace_jax.inference import Potential
 
         calc = TACECalculator(Potential.load(model_path, dtype="float32"))
-    atoms = _systems(names, meta)
-    for a in atoms.values():
-        a.calc = calc
+    call = _ase_call(_systems(names, meta), calc)
     conn.send("ready")
     while (msg := conn.recv()) is not None:
-        name, positions = msg
-        a = atoms[name]
-        a.set_positions(positions)
-        t0 = time.perf_counter()
-        e = a.get_potential_energy()
-        f = a.get_forces()
-        conn.send((float(e), time.perf_counter() - t0, bool(np.isfinite(f).all())))
+        conn.send(call(*msg))
 
 
 def run_isolated(
@@ -203,7 +215,6 @@ def run_isolated(
     import multiprocessing as mp
 
     import numpy as np
-    import torch
 
     sys.path.insert(0, os.path.dirname(HERE))
     from bench_md_reference import build_state_pt
@@ -229,44 +240,14 @@ def run_isolated(
                 if conn.recv() != "ready":
                     raise RuntimeError(f"compare_reference: the {kind} worker did not start")
             rng = np.random.default_rng(seed)
+
+            def remote(conn):
+                return lambda name, positions: (conn.send((name, positions)), conn.recv())[1]
+
+            sides = {k: remote(conn) for k, (_, conn) in workers.items()}
             for name, atoms in _systems(names, meta).items():
-                times = {k: [] for k in workers}
-                first, max_de = {}, 0.0
-                for rep in range(repeats + 1):  # repeat 0: warm-up (compilation), not timed
-                    steps = [
-                        atoms.positions + rng.normal(scale=0.01, size=atoms.positions.shape)
-                        for _ in range(1 if rep == 0 else burst)
-                    ]
-                    energies = {}
-                    for k, (_, conn) in workers.items():
-                        energies[k] = []
-                        for new in steps:
-                            conn.send((name, new))
-                            e, dt, finite = conn.recv()
-                            if not finite:
-                                raise RuntimeError(f"{name}: {k} gave non-finite forces")
-                            energies[k].append(e)
-                            (times[k].append(dt) if rep else first.__setitem__(k, dt))
-                    de = np.abs(np.subtract(energies["reference"], energies["tace_jax"]))
-                    max_de = max(max_de, float(de.max()))
-                ref_t, jax_t = np.median(times["reference"]), np.median(times["tace_jax"])
-                rows.append(
-                    {
-                        "system": name,
-                        "atoms": len(atoms),
-                        "threads": threads,
-                        "repeats": repeats,
-                        "burst": burst,
-                        "isolated": True,
-                        "reference_ms": 1e3 * ref_t,
-                        "tace_jax_ms": 1e3 * jax_t,
-                        "speedup": ref_t / jax_t,
-                        "reference_first_s": first["reference"],
-                        "tace_jax_first_s": first["tace_jax"],
-                        "max_abs_dE_eV": max_de,
-                        "torch": torch.__version__,
-                    }
-                )
+                row = _time_system(name, atoms, sides, repeats, burst, rng, threads)
+                rows.append({**row, "isolated": True})
         finally:
             for proc, conn in workers.values():
                 if proc.is_alive():
