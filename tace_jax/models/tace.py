@@ -41,6 +41,7 @@ from tace_jax.nn.readout import ScalarReadout, TensorReadout
 from tace_jax.nn.uee import UniversalEquivariantEmbedding
 from tace_jax.nn.uie import UniversalInvariantEmbedding
 from tace_jax.ops import (
+    budgets_exceeded,
     cartesian_harmonics,
     element_layout,
     irreps_to_matrix,
@@ -80,7 +81,7 @@ class TACE(nn.Module):
         element_budgets: static rows per element of the element-sorted product basis
             (:func:`tace_jax.ops.element_budgets` of the batch's species); ``None``: the
             select path, which evaluates every element's weights. Same result either way;
-            budgets smaller than the batch's element counts would drop atoms.
+            budgets smaller than the batch's element counts give NaN energies.
 
     The model reads exactly the ``graph.extras`` inputs of ``config.input_names``
     (:mod:`tace_jax.models.model_inputs`).
@@ -219,6 +220,9 @@ class TACE(nn.Module):
         if cfg.uie_readout:  # added after the scale (fixture README §10.3)
             node_energy = node_energy + ScalarReadout((), 1, pd, name="uie_readout")(u)
         node_energy = node_energy * node_w
+        if layout is not None:  # budgets below the counts would drop atoms: NaN, not wrong
+            bad = budgets_exceeded(species, graph.node_mask, layout[2])
+            node_energy = jnp.where(bad, jnp.nan, node_energy)
         graph_w = graph.graph_mask.astype(dtype)
         energy = jax.ops.segment_sum(node_energy, g, num_segments=n_graphs) * graph_w
         heads = _direct_outputs(cfg, graph, direct, node_w, graph_w, dtype)

@@ -22,6 +22,7 @@ from ._coupling import coupling_paths as coupling_paths
 from ._coupling import coupling_tensor as coupling_tensor
 from ._coupling import is_allowed as is_allowed
 from ._coupling import rank_relation as rank_relation
+from ._element_sort import budgets_exceeded as budgets_exceeded
 from ._element_sort import element_budgets as element_budgets
 from ._element_sort import element_layout as element_layout
 from ._element_sort import sorted_element_linear_sum as sorted_element_linear_sum
@@ -94,6 +95,7 @@ __all__ = [
     "default_edge_chunk",
     "edge_messages",
     "edge_message_groups",
+    "budgets_exceeded",
     "element_budgets",
     "element_layout",
     "element_linear",

@@ -29,7 +29,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["element_budgets", "element_layout", "take_rows", "sorted_element_linear_sum"]
+__all__ = [
+    "element_budgets",
+    "element_layout",
+    "budgets_exceeded",
+    "take_rows",
+    "sorted_element_linear_sum",
+]
 
 
 def element_budgets(species, node_mask, num_elements: int, multiple: int = 4) -> tuple[int, ...]:
@@ -91,6 +97,23 @@ def element_layout(
     inv = jnp.zeros(n, jnp.int32).at[order].set(row_sorted.astype(jnp.int32))
     perm = jnp.full(total, n, jnp.int32).at[row_sorted].set(order.astype(jnp.int32), mode="drop")
     return perm, inv
+
+
+def budgets_exceeded(
+    species: jnp.ndarray, node_mask: jnp.ndarray, budgets: Sequence[int]
+) -> jnp.ndarray:
+    """True when some element has more real nodes than its budget (the layout would drop them;
+    the model then returns NaN energies rather than a silently wrong answer).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> bool(budgets_exceeded(jnp.array([0, 0, 1]), jnp.array([1, 1, 1]), (1, 4)))
+        True
+    """
+    z = len(budgets)
+    key = jnp.where(node_mask.astype(bool), species.astype(jnp.int32), z)
+    counts = jnp.bincount(key, length=z + 1)[:z]
+    return jnp.any(counts > jnp.asarray(np.asarray(budgets, np.int32)))
 
 
 def take_rows(x: jnp.ndarray, idx: jnp.ndarray) -> jnp.ndarray:

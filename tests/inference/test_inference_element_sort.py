@@ -91,3 +91,15 @@ def test_calculator_and_jax_md_sorted_equal_select(pots):
     energy = sorted_pot.energy_fn(sorted_pot.graph_from_atoms(atoms))
     got = jax.jit(energy)(jnp.asarray(sorted_pot.graph_from_atoms(atoms).positions))
     np.testing.assert_allclose(float(got), calc["select"]["energy"], atol=1e-10)
+
+
+@pytest.mark.allow_nans
+def test_budgets_below_the_counts_give_nan_not_a_wrong_energy(pots):
+    sorted_pot, _ = pots
+    g = sorted_pot.graph_from_atoms(_mol())
+    good = sorted_pot.element_budgets(g)
+    ok = sorted_pot.apply_fn(sorted_pot.variables, g, element_budgets=good)
+    assert np.isfinite(float(ok["energy"][0]))
+    short = (good[0] - 1, *good[1:])  # one H atom too many for its block
+    bad = sorted_pot.apply_fn(sorted_pot.variables, g, element_budgets=short)
+    assert np.isnan(float(bad["energy"][0]))
