@@ -21,13 +21,17 @@ calculator is called step after step) before the other side's ``K``; ``1`` (the 
 strict alternation, where each side starts every call after the other has run (measured: both
 slow down a little after the other's call; tace_jax's thread pool also after any idle gap).
 
-Order inside the process: tace_jax makes its first call (XLA creates its CPU thread pools at
-the first execution) before ``torch.set_num_threads``. The other way round (``--torch-first``,
-the order of earlier versions of this script) every tace_jax call of the process is slower:
+Processes: by default each side runs in its own worker process (``spawn``; the tace_jax
+worker loads the converted model from a file and never imports torch), the parent sending the
+positions and alternating the calls; the timings are taken inside the workers. With
+``--same-process`` both calculators share this process (the protocol of earlier versions); then
+tace_jax makes its first call (XLA creates its CPU thread pools at the first execution) before
+``torch.set_num_threads``. The other way round (``--torch-first``, the order of earlier
+versions of this script) every tace_jax call of the process is slower:
 aspirin through ASE, same weights, no torch call in between, 15.2 vs 8.8 ms median (ad-hoc
 script run once each way, 2026-12-04; the cause was not found: thread affinity and counts are
-the same). Neither package would share a process with the other in use; this keeps the
-side-by-side run from measuring that interference.
+the same). Neither package would share a process with the other in use; the worker processes
+keep the side-by-side run from measuring that interference.
 
 Each thread count runs in its own subprocess (XLA's thread pool is fixed at start): ``1`` pins
 the process to one core (``taskset``) and sets XLA, torch and BLAS to one thread; ``2`` gives
@@ -38,6 +42,7 @@ Usage::
     python benchmarks/compare_reference.py        # aspirin + water192, 1 and 2 threads
     python benchmarks/compare_reference.py --threads 2 --systems aspirin,water,si --repeats 5
     python benchmarks/compare_reference.py --threads 2 --repeats 4 --burst 5   # MD-like turns
+    python benchmarks/compare_reference.py --threads 2 --same-process         # one process
 """
 
 from __future__ import annotations

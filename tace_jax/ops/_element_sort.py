@@ -66,6 +66,13 @@ def element_budgets(species, node_mask, num_elements: int, multiple: int = 4) ->
     return tuple(int(-(-c // multiple) * multiple) for c in counts)
 
 
+def _keys_and_counts(species, node_mask, z: int) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Sort key of every node (its element; ``z`` for padding, so padding sorts last) and the
+    node count of every key ``[z + 1]``."""
+    key = jnp.where(node_mask.astype(bool), species.astype(jnp.int32), z)
+    return key, jnp.bincount(key, length=z + 1)
+
+
 def element_layout(
     species: jnp.ndarray, node_mask: jnp.ndarray, budgets: Sequence[int]
 ) -> tuple[jnp.ndarray, jnp.ndarray]:
@@ -86,9 +93,8 @@ def element_layout(
     n = species.shape[0]
     z = len(budgets)
     total = int(sum(budgets))
-    key = jnp.where(node_mask.astype(bool), species.astype(jnp.int32), z)  # padding last
+    key, counts = _keys_and_counts(species, node_mask, z)
     order = jnp.argsort(key, stable=True)
-    counts = jnp.bincount(key, length=z + 1)
     sorted_start = jnp.cumsum(counts) - counts
     offsets = jnp.asarray(np.concatenate([np.cumsum([0, *budgets])[:-1], [total]]), jnp.int32)
     key_sorted = key[order]
@@ -110,10 +116,8 @@ def budgets_exceeded(
         >>> bool(budgets_exceeded(jnp.array([0, 0, 1]), jnp.array([1, 1, 1]), (1, 4)))
         True
     """
-    z = len(budgets)
-    key = jnp.where(node_mask.astype(bool), species.astype(jnp.int32), z)
-    counts = jnp.bincount(key, length=z + 1)[:z]
-    return jnp.any(counts > jnp.asarray(np.asarray(budgets, np.int32)))
+    _, counts = _keys_and_counts(species, node_mask, len(budgets))
+    return jnp.any(counts[:-1] > jnp.asarray(np.asarray(budgets, np.int32)))
 
 
 def take_rows(x: jnp.ndarray, idx: jnp.ndarray) -> jnp.ndarray:
