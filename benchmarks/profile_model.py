@@ -10,10 +10,14 @@ ops and the op count per call.
 Times are *summed op durations per call*: with two threads they can exceed the wall time, and
 ``while`` loops (edge chunks) are left out because their events contain their bodies' ops.
 
+``--train B`` profiles the parameter gradient of an E+F loss on ``B`` displaced aspirin copies
+instead (``bwd2``: the second-order pass, forces differentiated w.r.t. the parameters).
+
 Usage::
 
     python benchmarks/profile_model.py --system aspirin        # or water, si
     python benchmarks/profile_model.py --system water --calls 5 --top 30
+    python benchmarks/profile_model.py --train 4 --calls 10
 """
 
 from __future__ import annotations
@@ -45,9 +49,34 @@ def _op_metadata(hlo_text: str) -> dict[str, str]:
 
 
 def _block(op_name: str) -> str:
-    side = "bwd" if "transpose(" in op_name else "fwd"
+    depth = op_name.count("transpose(")
+    side = ("fwd", "bwd", "bwd2")[min(depth, 2)]
     mods = re.findall(r"(interaction_\d+|product_\d+|\w*readout\w*|uee_\w+|uie)", op_name)
     return f"{side} {mods[0] if mods else 'other'}"
+
+
+def _train_grad(pot, batch: int):
+    """Jitted ``(params, graph) -> grads`` of an E+F loss like compare_mlip.py's, and its args."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from bench_train_step import synthetic_frames
+
+    from tace_jax.properties import compute_properties
+
+    frames = synthetic_frames(batch, 0)
+    graph = jax.device_put(pot.graph_from_atoms(frames))
+    e_ref = jnp.zeros(graph.num_graphs, jnp.float32)
+    f_ref = jnp.asarray(np.random.default_rng(0).normal(size=(graph.num_nodes, 3)), jnp.float32)
+
+    def loss(params, graph):
+        variables = {**pot.variables, "params": params}
+        out = compute_properties(pot.apply_fn, variables, graph, ("energy", "forces"), True)
+        gm, nm = graph.graph_mask, graph.node_mask[:, None]
+        de = jnp.where(gm, out["energy"] - e_ref, 0.0)
+        return jnp.mean(de**2) + jnp.sum(jnp.where(nm, out["forces"] - f_ref, 0.0) ** 2)
+
+    return jax.jit(jax.grad(loss)), (pot.variables["params"], graph)
 
 
 def main(argv=None) -> int:
@@ -55,6 +84,14 @@ def main(argv=None) -> int:
     p.add_argument("--system", default="aspirin", help="aspirin, water (192) or si (1440)")
     p.add_argument("--calls", type=int, default=20, help="traced calls")
     p.add_argument("--top", type=int, default=15, help="largest single ops to list")
+    p.add_argument(
+        "--train",
+        type=int,
+        default=0,
+        metavar="B",
+        help="profile the parameter gradient of an E+F loss on B displaced copies of aspirin "
+        "(the training step of compare_mlip.py, without the optimiser) instead of E+F",
+    )
     a = p.parse_args(argv)
     import jax
     import numpy as np
@@ -71,8 +108,15 @@ def main(argv=None) -> int:
         np.array([[-13.6, -1029.0, -2042.0, -7875.0]]), np.ones((1, 4)), np.zeros((1, 4)), 32.0
     )
     pot = Potential.init(cfg, stats, jax.random.key(0), dtype="float32")
-    graph = jax.device_put(pot.graph_from_atoms(build_system(a.system)))
-    call = lambda: jax.block_until_ready(pot.compute(graph))  # noqa: E731
+    if a.train:
+        fn, args = _train_grad(pot, a.train)
+        graph = args[1]
+    else:
+        graph = jax.device_put(pot.graph_from_atoms(build_system(a.system)))
+        pot.compute(graph)  # compiles the one jitted function
+        (fn,) = pot.predictor._fns.values()
+        args = (pot.variables, graph)
+    call = lambda: jax.block_until_ready(fn(*args))  # noqa: E731
     call()
     wall = []
     for _ in range(a.calls):
@@ -92,8 +136,7 @@ def main(argv=None) -> int:
         if e.get("ph") == "X" and not any(h in e["name"] for h in _HOST_EVENTS):
             dur[e["name"]] += e.get("dur", 0.0)
             count[e["name"]] += 1
-    (fn,) = pot.predictor._fns.values()
-    meta = _op_metadata(fn.lower(pot.variables, graph).compile().as_text())
+    meta = _op_metadata(fn.lower(*args).compile().as_text())
     blocks, n_ops, total = collections.Counter(), 0, 0.0
     for name, us in dur.items():
         if name.startswith("while") or name not in meta:
@@ -102,8 +145,9 @@ def main(argv=None) -> int:
         n_ops += count[name]
         total += us
     n = a.calls
+    what = f"train {a.train} x aspirin" if a.train else a.system
     print(
-        f"{a.system}: {graph.budgets} (nodes, edges, graphs) padded; wall "
+        f"{what}: {graph.budgets} (nodes, edges, graphs) padded; wall "
         f"{1e3 * np.median(wall):.2f} ms median of {n}; summed op time "
         f"{total / n / 1e3:.2f} ms/call, {n_ops / n:.0f} ops/call"
     )

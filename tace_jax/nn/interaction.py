@@ -11,14 +11,17 @@ rank of the path among those with the same ``l3``), mixed by ``Linear_down_{l3}`
 ``n̄``. The self-connection (layers ``t ≥ 1``) is an element-dependent linear map of the A-basis.
 
 Hot path (features are channels last, ``[..., 2l+1, C]``; the maths lives in
-:func:`tace_jax.ops.edge_message_groups` and :func:`tace_jax.ops.scan_edges`):
+:func:`tace_jax.ops.edge_message_blocks` and :func:`tace_jax.ops.scan_edges`):
 
 * per edge, the harmonics of every path sharing ``l1`` are contracted with ``K`` in one small
   GEMM (``KY[e, α, γ]``, no channel axis);
 * the channel-level work ``Σ_α KY[e, α, γ]·h̃[s_e, α, c]·R[e, p, c]`` is an unrolled sum that XLA
   fuses into one loop vectorised over channels;
-* the messages of each ``l1`` group stay a separate ``[S, G, C]`` array with its own scatter
-  (no concatenation, no reshape: either makes XLA copy through a slow layout change);
+* the paths are grouped by ``(l1, l3)`` (:func:`tace_jax.ops.message_blocks`; the radial MLP's
+  last weight has its columns permuted into that order once per call), so each group's radial
+  weight ``[S, n, 1, C]`` multiplies ``[S, n, 2l3+1, C]`` by a plain broadcast fused into the
+  coupling loop, and each group keeps its own array and scatter (no concatenation: that makes
+  XLA copy through a slow layout change);
 * edges are processed in chunks (``lax.scan`` with rematerialisation) that scatter-add into the
   node accumulator, so no ``[E, P, C, 2l+1]`` tensor is ever materialised (on CPU, touching fresh
   large buffers costs more than the arithmetic).
@@ -37,7 +40,8 @@ import numpy as np
 from tace_jax.ops import (
     coupling_paths,
     default_edge_chunk,
-    edge_message_groups,
+    edge_message_blocks,
+    message_blocks,
     mlp_apply,
     scan_edges,
 )
@@ -123,18 +127,21 @@ class Interaction(nn.Module):
         widths = (edge_feats.shape[-1], *self.radial_hidden, c * n_paths)
         radial_ws = DenseWeights(widths, "forward", pd, name="radial_net")(dtype)
 
+        blocks = message_blocks(paths)  # (l1, l3) groups
+        order = np.concatenate([ps for _, _, ps in blocks])
+        w_last = radial_ws[-1].reshape(-1, n_paths, c)[:, order].reshape(-1, n_paths * c)
+        radial_ws = [*radial_ws[:-1], w_last]  # radial output in block order
+
         def chunk_messages(feats, ycat, snd, wgt):
             radial = (mlp_apply(radial_ws, feats) * wgt[:, None]).reshape(-1, n_paths, c)
             x_send = {l: x[snd] for l, x in hu.items()}
-            return edge_message_groups(x_send, ycat, radial, paths, self.lmax_edge)
+            return edge_message_blocks(x_send, ycat, radial, paths, self.lmax_edge)
 
-        # the 2l3+1 of each path, grouped by l1 as edge_message_groups returns them
-        l1s = sorted({p[0] for p in paths})
-        group_sizes = [[2 * l3 + 1 for p1, _, l3 in paths if p1 == l1] for l1 in l1s]
-        width = sum(map(sum, group_sizes)) * c
+        shapes = [(len(ps), 2 * l3 + 1, c) for _, l3, ps in blocks]
         chunk = self.edge_chunk
         if chunk == "auto":
             on_cpu = jax.default_backend() == "cpu"
+            width = sum(n * g for n, g, _ in shapes) * c
             chunk = default_edge_chunk(width, jnp.dtype(dtype).itemsize) if on_cpu else None
             if chunk is not None and senders.shape[0] <= 2 * chunk:
                 chunk = None  # two chunks or fewer: one pass, no remat (aspirin: about 4 %
@@ -144,18 +151,15 @@ class Interaction(nn.Module):
             (edge_feats, y_cat, senders, edge_weight),
             receivers,
             n_nodes,
-            [(sum(sizes), c) for sizes in group_sizes],
+            shapes,
             chunk,
-        )  # one scatter per l1 group: [N, Σ_{p∈l1} (2l3+1), C]
-        pieces = []  # per path, in path order: [N, 2l3+1, C]
-        for agg, sizes in zip(aggs, group_sizes):
-            pieces.extend(jnp.split(agg, np.cumsum(sizes)[:-1], axis=1))
+        )  # one scatter per (l1, l3) group: [N, n, 2l3+1, C]
         a_basis = {}
         inv_n = 1.0 / self.avg_num_neighbors
         for l3 in sorted({p[2] for p in paths}):
-            ps = [p for p in range(n_paths) if paths[p][2] == l3]
-            x = jnp.stack([pieces[p] for p in ps], axis=2)  # [N, g, n, C]
-            x = x.reshape(n_nodes, 2 * l3 + 1, len(ps) * c)  # channel index q·C + c
+            # the groups of one l3 hold its paths in path order (rank q)
+            x = jnp.concatenate([a for (_, b3, _), a in zip(blocks, aggs) if b3 == l3], axis=1)
+            x = jnp.swapaxes(x, 1, 2).reshape(n_nodes, 2 * l3 + 1, -1)  # channel q·C + c
             down = Linear(self.num_channel_hidden, param_dtype=pd, name=f"linear_down_{l3}")
             a_basis[l3] = down(x) * inv_n
         for l in range(self.lmax_edge + 1):  # ranks no path reaches (restricted path lists)

@@ -28,8 +28,9 @@ from ._element_sort import element_layout as element_layout
 from ._element_sort import sorted_element_linear_sum as sorted_element_linear_sum
 from ._element_sort import take_rows as take_rows
 from ._fused import couple_batched as couple_batched
-from ._fused import edge_message_groups as edge_message_groups
+from ._fused import edge_message_blocks as edge_message_blocks
 from ._fused import edge_messages as edge_messages
+from ._fused import message_blocks as message_blocks
 from ._fused import product_step as product_step
 from ._gate import GATES as GATES
 from ._gate import vector_gate as vector_gate
@@ -94,7 +95,8 @@ __all__ = [
     "decompose",
     "default_edge_chunk",
     "edge_messages",
-    "edge_message_groups",
+    "edge_message_blocks",
+    "message_blocks",
     "budgets_exceeded",
     "element_budgets",
     "element_layout",

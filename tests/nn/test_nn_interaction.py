@@ -11,8 +11,9 @@ from tace_jax.nn import Interaction, interaction_paths
 from tace_jax.ops import (
     cartesian_harmonics,
     couple,
-    edge_message_groups,
+    edge_message_blocks,
     edge_messages,
+    message_blocks,
     radial_features,
     safe_normalize,
     scan_edges,
@@ -63,6 +64,7 @@ def test_message_derivatives_match_plain_formula(key):
     vec0 = jax.random.normal(ks[0], (n_e, 3), jnp.float64)
     x0 = {l: jax.random.normal(ks[1 + l], (n_e, 2 * l + 1, c), jnp.float64) for l in range(3)}
     radial = jax.random.normal(ks[4], (n_e, len(paths), c), jnp.float64)
+    order = np.concatenate([ps for _, _, ps in message_blocks(paths)])  # block order
 
     def plain(vec, scale):
         ys = jnp.concatenate(cartesian_harmonics(vec, le), -1)
@@ -80,7 +82,8 @@ def test_message_derivatives_match_plain_formula(key):
     def fused(vec, scale):
         ys = jnp.concatenate(cartesian_harmonics(vec, le), -1)
         x = {l: v * scale for l, v in x0.items()}
-        return sum(jnp.sum(jnp.sin(m)) for m in edge_message_groups(x, ys, radial, paths, le))
+        msgs = edge_message_blocks(x, ys, radial[:, order], paths, le)
+        return sum(jnp.sum(jnp.sin(m)) for m in msgs)
 
     s0 = jnp.asarray(1.3, jnp.float64)
     np.testing.assert_allclose(fused(vec0, s0), plain(vec0, s0), rtol=1e-12)
