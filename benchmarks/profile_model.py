@@ -56,27 +56,22 @@ def _block(op_name: str) -> str:
 
 
 def _train_grad(pot, batch: int):
-    """Jitted ``(params, graph) -> grads`` of an E+F loss like compare_mlip.py's, and its args."""
+    """Jitted ``(params, graph, labels) -> grads`` of compare_mlip.py's E+F loss, and its args."""
     import jax
-    import jax.numpy as jnp
-    import numpy as np
-    from bench_train_step import synthetic_frames
+    from compare_mlip import _ef_loss, _labels, _train_batch
 
     from tace_jax.properties import compute_properties
 
-    frames = synthetic_frames(batch, 0)
+    frames, energies, forces = _train_batch(batch, 0)
     graph = jax.device_put(pot.graph_from_atoms(frames))
-    e_ref = jnp.zeros(graph.num_graphs, jnp.float32)
-    f_ref = jnp.asarray(np.random.default_rng(0).normal(size=(graph.num_nodes, 3)), jnp.float32)
+    labels = _labels(energies, forces, graph.num_graphs, graph.num_nodes, len(frames[0]))
 
-    def loss(params, graph):
+    def loss(params, graph, labels):
         variables = {**pot.variables, "params": params}
         out = compute_properties(pot.apply_fn, variables, graph, ("energy", "forces"), True)
-        gm, nm = graph.graph_mask, graph.node_mask[:, None]
-        de = jnp.where(gm, out["energy"] - e_ref, 0.0)
-        return jnp.mean(de**2) + jnp.sum(jnp.where(nm, out["forces"] - f_ref, 0.0) ** 2)
+        return _ef_loss(out["energy"], out["forces"], labels)
 
-    return jax.jit(jax.grad(loss)), (pot.variables["params"], graph)
+    return jax.jit(jax.grad(loss)), (pot.variables["params"], graph, labels)
 
 
 def main(argv=None) -> int:

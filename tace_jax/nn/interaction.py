@@ -35,9 +35,9 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from tace_jax.ops import (
+    block_order,
     coupling_paths,
     default_edge_chunk,
     edge_message_blocks,
@@ -128,8 +128,8 @@ class Interaction(nn.Module):
         radial_ws = DenseWeights(widths, "forward", pd, name="radial_net")(dtype)
 
         blocks = message_blocks(paths)  # (l1, l3) groups
-        order = np.concatenate([ps for _, _, ps in blocks])
-        w_last = radial_ws[-1].reshape(-1, n_paths, c)[:, order].reshape(-1, n_paths * c)
+        w_last = radial_ws[-1].reshape(-1, n_paths, c)[:, block_order(paths)]
+        w_last = w_last.reshape(-1, n_paths * c)
         radial_ws = [*radial_ws[:-1], w_last]  # radial output in block order
 
         def chunk_messages(feats, ycat, snd, wgt):

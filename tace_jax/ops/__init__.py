@@ -27,6 +27,7 @@ from ._element_sort import element_budgets as element_budgets
 from ._element_sort import element_layout as element_layout
 from ._element_sort import sorted_element_linear_sum as sorted_element_linear_sum
 from ._element_sort import take_rows as take_rows
+from ._fused import block_order as block_order
 from ._fused import couple_batched as couple_batched
 from ._fused import edge_message_blocks as edge_message_blocks
 from ._fused import edge_messages as edge_messages
@@ -97,6 +98,7 @@ __all__ = [
     "edge_messages",
     "edge_message_blocks",
     "message_blocks",
+    "block_order",
     "budgets_exceeded",
     "element_budgets",
     "element_layout",

@@ -21,6 +21,7 @@ from ._coupling import coupling_tensor
 
 __all__ = [
     "message_blocks",
+    "block_order",
     "edge_message_blocks",
     "edge_messages",
     "product_step",
@@ -64,6 +65,16 @@ def message_blocks(paths: Sequence[tuple[int, int, int]]) -> list[tuple[int, int
     return [(l1, l3, ps) for (l1, l3), ps in sorted(groups.items())]
 
 
+def block_order(paths: Sequence[tuple[int, int, int]]) -> np.ndarray:
+    """The path indices in the block order of :func:`message_blocks`.
+
+    Examples:
+        >>> block_order([(0, 0, 0), (0, 1, 1), (1, 0, 1), (1, 1, 0), (1, 1, 1)]).tolist()
+        [0, 1, 3, 2, 4]
+    """
+    return np.concatenate([ps for _, _, ps in message_blocks(paths)])
+
+
 def _block_matrices(paths, lmax_edge: int) -> list[tuple[int, np.ndarray, list]]:
     """Per ``l1``: the ``KY`` matrix ``[Σ_l (2l+1), (2l1+1)·G]`` whose ``G`` output components
     are those of the ``l1``'s :func:`message_blocks` in block order, and the blocks
@@ -97,20 +108,19 @@ def edge_message_blocks(
     coupling loop (grouped by ``l1`` alone, mixed ``l3`` made XLA:CPU materialise the radial
     weight of every component as a concatenation of broadcasts, forward and backward; the
     ``(l1, l3)`` groups measured 1.18× faster E+F on the 192-atom water box and a 1.21× faster
-    training gradient, docs/theory.md §2.4).
+    training gradient, same-run A/B in benchmarks/results/compare_reference.md).
     """
     n_s, _, c = radial.shape
-    outs = []
-    mats = _block_matrices(paths, lmax_edge)
+    sizes = [len(ps) for _, _, ps in message_blocks(paths)]
     # split (not slices): its transpose is one concatenate instead of a pad per piece
-    r_blocks = jnp.split(radial, np.cumsum([n for *_, b in mats for _, n, _ in b])[:-1], axis=1)
-    for l1, kmat, blocks in mats:
-        a = 2 * l1 + 1
-        ky = (y_cat @ jnp.asarray(kmat, radial.dtype)).reshape(n_s, a, -1)  # [S, a, G]
+    r_blocks = iter(jnp.split(radial, np.cumsum(sizes)[:-1], axis=1))  # [S, n, C] per group
+    outs = []
+    for l1, kmat, blocks in _block_matrices(paths, lmax_edge):  # same group order
+        ky = (y_cat @ jnp.asarray(kmat, radial.dtype)).reshape(n_s, 2 * l1 + 1, -1)  # [S, a, G]
         kys = jnp.split(ky, [off for _, _, off in blocks[1:]], axis=2)
         for (l3, n, _), ky_b in zip(blocks, kys):
             t = _contract_components(ky_b, x_send[l1])  # [S, n·(2l3+1), C]
-            outs.append(t.reshape(n_s, n, 2 * l3 + 1, c) * r_blocks[len(outs)][:, :, None, :])
+            outs.append(t.reshape(n_s, n, 2 * l3 + 1, c) * next(r_blocks)[:, :, None, :])
     return outs
 
 
@@ -134,7 +144,7 @@ def edge_messages(
         ``[S, Σ_p (2l3_p+1), C]``: the ``[2l3+1, C]`` message of each path, in path order
         (the groups of :func:`edge_message_blocks`, back in path order).
     """
-    order = np.concatenate([ps for _, _, ps in message_blocks(paths)])
+    order = block_order(paths)
     blocks = edge_message_blocks(x_send, y_cat, radial[:, order], paths, lmax_edge)
     per_path = [m for b in blocks for m in jnp.split(b, b.shape[1], axis=1)]  # block order
     by_path = dict(zip(order.tolist(), per_path))

@@ -9,11 +9,11 @@ import pytest
 
 from tace_jax.nn import Interaction, interaction_paths
 from tace_jax.ops import (
+    block_order,
     cartesian_harmonics,
     couple,
     edge_message_blocks,
     edge_messages,
-    message_blocks,
     radial_features,
     safe_normalize,
     scan_edges,
@@ -64,7 +64,7 @@ def test_message_derivatives_match_plain_formula(key):
     vec0 = jax.random.normal(ks[0], (n_e, 3), jnp.float64)
     x0 = {l: jax.random.normal(ks[1 + l], (n_e, 2 * l + 1, c), jnp.float64) for l in range(3)}
     radial = jax.random.normal(ks[4], (n_e, len(paths), c), jnp.float64)
-    order = np.concatenate([ps for _, _, ps in message_blocks(paths)])  # block order
+    order = block_order(paths)
 
     def plain(vec, scale):
         ys = jnp.concatenate(cartesian_harmonics(vec, le), -1)
