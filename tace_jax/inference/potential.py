@@ -30,6 +30,7 @@ from tace_jax.models.les import batch_les_static, grow_kgrid, les_born_charges
 from tace_jax.models.reference import load_reference
 from tace_jax.models.statistics import Statistics
 from tace_jax.models.tace import TACE
+from tace_jax.nn.product import DERIVED, derive_weights
 from tace_jax.ops import cast_floats, element_budgets, ewald_kgrid
 from tace_jax.properties import PROPERTY_NAMES
 
@@ -248,6 +249,23 @@ class Potential:
             element_sort=self.element_sort,
         )  # fmt: skip
 
+    def inference_variables(self):
+        """``variables`` plus the inference weights derived from them (the merged product-basis
+        weights, :func:`tace_jax.nn.product.derive_weights`): the same outputs without the
+        per-call weight merges. Recomputed when ``variables`` is replaced; for prediction only
+        (the derived weights carry no gradient w.r.t. the parameters)."""
+        if getattr(self, "_derived_from", None) is not self.variables:
+            c = self.config
+            graph = single_atom_graph(c.atomic_numbers[0], self.dtype, inputs=c.input_names)
+            model = self.model
+            if self.config.les:
+                model = model.clone(**batch_les_static(graph, self.config.les_dl)[0])
+            self._derived = jax.jit(functools.partial(derive_weights, model))(
+                jax.lax.stop_gradient(self.variables), graph
+            )
+            self._derived_from = self.variables
+        return {**self.variables, DERIVED: self._derived} if self._derived else self.variables
+
     # ------------------------------------------------------------------- graph helpers
     def apply(self, graph: Graph, edge_vecs=None) -> dict:
         """Raw model outputs for a padded graph (not jitted)."""
@@ -290,7 +308,7 @@ class Potential:
 
     def compute(self, graph: Graph, properties: Sequence[str] = ("energy", "forces")) -> dict:
         """Jitted :func:`compute_properties` for a padded graph (compiled once per shape)."""
-        return self.predictor.compute(self.variables, graph, properties)
+        return self.predictor.compute(self.inference_variables(), graph, properties)
 
     # ----------------------------------------------------------------------- prediction
     def available_properties(self) -> tuple[str, ...]:
@@ -370,7 +388,9 @@ class Potential:
             if note is not None:
                 self._e0_warned = True  # once per Potential
                 warnings.warn(note, stacklevel=2)
-        results = self.predictor.predict(self.variables, atoms_list, properties, batch_size, inputs)
+        results = self.predictor.predict(
+            self.inference_variables(), atoms_list, properties, batch_size, inputs
+        )
         return results[0] if single else results
 
     def _with_levels(self, atoms_list: list, inputs: dict, level_key: str):
@@ -418,7 +438,7 @@ class Potential:
 
     def hessian(self, atoms, chunk_size: int = 16, **inputs) -> np.ndarray:
         """Hessian ``∂²E/∂x∂x`` of one structure, ``[n, 3, n, 3]`` in eV/Å² (numpy)."""
-        return self.predictor.hessian(self.variables, atoms, chunk_size, inputs)
+        return self.predictor.hessian(self.inference_variables(), atoms, chunk_size, inputs)
 
 
 def _set_level(atoms, level):

@@ -40,7 +40,7 @@ from tace_jax.ops import (
 
 from .linear import Linear, uniform_sqrt3
 
-__all__ = ["product_paths", "Product"]
+__all__ = ["product_paths", "Product", "DERIVED", "derive_weights"]
 
 
 def product_paths(
@@ -92,6 +92,24 @@ def product_paths(
     return kept, forward(kept)
 
 
+#: Flax collection of inference weights derived from the parameters (the merged product-basis
+#: weights), computed once by :func:`derive_weights` instead of in every call.
+DERIVED = "derived"
+
+
+def derive_weights(model: nn.Module, variables, *args, **kwargs) -> dict:
+    """The :data:`DERIVED` collection of ``model`` for ``variables``: one forward pass on
+    ``args`` (any valid input, e.g. a one-atom graph) with that collection mutable.
+
+    ``{**variables, DERIVED: derive_weights(...)}`` then gives the same outputs as ``variables``
+    without the per-call weight merges. The derived weights do not depend on the parameters
+    inside the function that uses them: never pass them where gradients w.r.t. the parameters
+    are taken, and recompute them whenever the parameters change.
+    """
+    _, state = model.apply(variables, *args, mutable=[DERIVED], **kwargs)
+    return state.get(DERIVED, {})
+
+
 class Product(nn.Module):
     """Product basis plus its contraction to the output node features.
 
@@ -125,6 +143,13 @@ class Product(nn.Module):
     l3l1: str | None = None
     param_dtype: Any = jnp.float32
     dedup: bool = True
+
+    def _use_derived(self, name: str) -> bool:
+        """Read (or, when its collection is mutable outside ``init``, create) the derived
+        merged weight ``name`` instead of merging the parameter in this call."""
+        if self.has_variable(DERIVED, name):
+            return True
+        return self.is_mutable_collection(DERIVED) and not self.is_initializing()
 
     @nn.compact
     def __call__(
@@ -166,14 +191,14 @@ class Product(nn.Module):
                     continue
                 x = basis[nu][l]  # [N, g, n, C_h]: the computed tensors
                 fan_in = n_blocks * ch  # of the reference blocks (weights and scale)
-                w = self.param(
-                    f"linears_{nu}_{l}", uniform_sqrt3, (self.num_elements, ch, fan_in), pd
-                )
-                ws.append(w.astype(x.dtype))
+                name = f"linears_{nu}_{l}"
+                w = self.param(name, uniform_sqrt3, (self.num_elements, ch, fan_in), pd)
                 idx = None if maps is None else merge_index(maps[nu][l], x.shape[2])
-                merges.append(None if idx is None else functools.partial(
-                    merge_blocks, idx=idx, block=ch
-                ))  # fmt: skip
+                merge = None if idx is None else functools.partial(merge_blocks, idx=idx, block=ch)
+                if merge is not None and self._use_derived(name):
+                    w, merge = self.variable(DERIVED, name, merge, w).value, None
+                ws.append(w.astype(x.dtype))
+                merges.append(merge)
                 scales.append(1.0 / math.sqrt(fan_in))
                 # input channel index = block·C_h + c
                 xs.append(x.reshape(x.shape[0], 2 * l + 1, x.shape[2] * ch))

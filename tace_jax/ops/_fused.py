@@ -1,12 +1,13 @@
 """Many irreducible couplings at once: interaction messages and product-basis steps.
 
 Both the interaction (docs/theory.md §2.4) and the product basis (§2.6) evaluate a list of
-couplings ``[X ⊗ Y]_{l3}`` (§1.5) that share their first rank ``l1``. In the compressed layout
-each coupling is a contraction with the constant ``K^{(l1 l2 l3)}`` (:func:`coupling_tensor`).
-Stacking the ``K`` of every path sharing ``l1`` into one matrix turns the whole group into a
-single GEMM with the second operand (harmonics or A-basis) followed by a channel-diagonal,
-unrolled sum over the ``2l1+1`` components of the first operand, which XLA fuses into one loop
-vectorised over channels. Features are channels last, ``[..., 2l+1, C]``.
+couplings ``[X ⊗ Y]_{l3}`` (§1.5). In the compressed layout each coupling is a contraction with
+the constant ``K^{(l1 l2 l3)}`` (:func:`coupling_tensor`). For the interaction, stacking the
+``K`` of every path sharing ``l1`` turns the harmonics side into one GEMM per edge chunk (no
+channel axis), followed by a channel-diagonal, unrolled sum over the ``2l1+1`` components of the
+first operand, which XLA fuses into one loop vectorised over channels. The product basis
+contracts ``K`` with the A-basis, which has a channel axis, so each path's ``K`` is applied as a
+constant-coefficient sum fused the same way. Features are channels last, ``[..., 2l+1, C]``.
 """
 
 from __future__ import annotations
@@ -164,19 +165,6 @@ def couple_batched(t: jnp.ndarray, a: jnp.ndarray, l1: int, l2: int, l3: int) ->
     return jnp.sum(t[:, :, None, :, :] * ak[:, :, :, None, :], axis=1)
 
 
-def _group_matrix(path_list, lmax_edge: int) -> tuple[np.ndarray, list[int]]:
-    """For paths sharing ``l1``: ``M[(α, Γ), β_cat]`` with ``Γ`` the concatenated ``γ`` of every
-    path and ``β_cat`` the concatenated components of ``A_0..A_{L_e}``; and the ``Γ`` offsets."""
-    l1 = path_list[0][0]
-    y_off = np.cumsum([0] + [2 * l + 1 for l in range(lmax_edge + 1)])
-    g_off = np.cumsum([0] + [2 * l3 + 1 for _, _, l3 in path_list])
-    m = np.zeros((2 * l1 + 1, g_off[-1], y_off[-1]))
-    for i, (_, l2, l3) in enumerate(path_list):
-        kt = coupling_tensor(l1, l2, l3)  # [α, β, γ]
-        m[:, g_off[i] : g_off[i + 1], y_off[l2] : y_off[l2 + 1]] = kt.transpose(0, 2, 1)
-    return m.reshape(-1, y_off[-1]), list(g_off)
-
-
 def product_step(
     prev: dict[int, jnp.ndarray], a_cat: jnp.ndarray, path_list, lmax_edge: int
 ) -> dict[int, jnp.ndarray]:
@@ -191,24 +179,20 @@ def product_step(
     Returns:
         ``l3 → [N, 2l3+1, n', C]`` with blocks in insertion order (path-major, then tensor).
     """
-    n_nodes, _, c = a_cat.shape
-    groups: dict[int, list[int]] = {}
-    for i, (l1, _, _) in enumerate(path_list):
-        if l1 in prev:
-            groups.setdefault(l1, []).append(i)
+    y_off = np.cumsum([0] + [2 * l + 1 for l in range(lmax_edge + 1)])
     results: dict[int, jnp.ndarray] = {}
-    for l1, idx in groups.items():
-        plist = [path_list[i] for i in idx]
-        m, g_off = _group_matrix(plist, lmax_edge)
-        a = 2 * l1 + 1
-        # AK[n, α, Γ, c] = Σ_β M[(α, Γ), β] A[n, β, c]: one GEMM per l1
-        ak = jnp.matmul(jnp.asarray(m, a_cat.dtype)[None], a_cat)  # [N, (α, Γ), C]
-        ak = ak.reshape(n_nodes, a, g_off[-1], c)
+    for i, (l1, l2, l3) in enumerate(path_list):
+        if l1 not in prev:
+            continue
+        # AK[n, α, γ, c] = Σ_β K[α, β, γ] A_{l2}[n, β, c]: a constant-coefficient sum that XLA
+        # fuses into one loop over channels. (One GEMM per l1 with the stacked K did the same
+        # work but made XLA:CPU transpose [N, (α, Γ), C] to put channels first, forward and
+        # backward: 1.12x slower E+F on Si1440, same-run A/B.)
+        k = jnp.asarray(coupling_tensor(l1, l2, l3), a_cat.dtype)
+        a2 = a_cat[:, y_off[l2] : y_off[l2 + 1]]
+        ak = jnp.sum(k[None, :, :, :, None] * a2[:, None, :, None, :], axis=2)  # [N, α, γ, C]
         t = prev[l1]  # [N, α, k, C]
-        out = jnp.sum(t[:, :, None, :, :] * ak[:, :, :, None, :], axis=1)  # [N, Γ, k, C]
-        # split (not slices): its transpose is one concatenate instead of a pad per piece
-        for i, piece in zip(idx, jnp.split(out, g_off[1:-1], axis=1)):
-            results[i] = piece
+        results[i] = jnp.sum(t[:, :, None, :, :] * ak[:, :, :, None, :], axis=1)  # [N, γ, k, C]
     blocks: dict[int, list] = {}
     for i, (_, _, l3) in enumerate(path_list):
         if i in results:
