@@ -110,7 +110,7 @@ def main(argv=None) -> int:
         graph = jax.device_put(pot.graph_from_atoms(build_system(a.system)))
         pot.compute(graph)  # compiles the one jitted function
         (fn,) = pot.predictor._fns.values()
-        args = (pot.variables, graph)
+        args = (pot.inference_variables(), graph)  # what Potential.compute passes
     call = lambda: jax.block_until_ready(fn(*args))  # noqa: E731
     call()
     wall = []
