@@ -94,15 +94,9 @@ def main(argv=None) -> int:
     sys.path.insert(0, os.path.dirname(HERE))
     sys.path.insert(0, HERE)
     from bench_model import build_system
+    from compare_mlip import _tace_potential
 
-    from tace_jax.inference import Potential
-    from tace_jax.models import Statistics, TACEConfig
-
-    cfg = TACEConfig(atomic_numbers=(1, 6, 8, 14))
-    stats = Statistics(
-        np.array([[-13.6, -1029.0, -2042.0, -7875.0]]), np.ones((1, 4)), np.zeros((1, 4)), 32.0
-    )
-    pot = Potential.init(cfg, stats, jax.random.key(0), dtype="float32")
+    pot = _tace_potential()  # TACEConfig() defaults, elements H C O Si, random weights
     if a.train:
         fn, args = _train_grad(pot, a.train)
         graph = args[1]
