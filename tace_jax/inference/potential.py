@@ -254,6 +254,8 @@ class Potential:
         weights, :func:`tace_jax.nn.product.derive_weights`): the same outputs without the
         per-call weight merges. Recomputed when ``variables`` is replaced; for prediction only
         (the derived weights carry no gradient w.r.t. the parameters)."""
+        if not self.variables.get("params"):
+            return self.variables  # nothing to derive from
         if getattr(self, "_derived_from", None) is not self.variables:
             c = self.config
             graph = single_atom_graph(c.atomic_numbers[0], self.dtype, inputs=c.input_names)
