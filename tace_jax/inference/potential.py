@@ -252,20 +252,21 @@ class Potential:
     def inference_variables(self):
         """``variables`` plus the inference weights derived from them (the merged product-basis
         weights, :func:`tace_jax.nn.product.derive_weights`): the same outputs without the
-        per-call weight merges. Recomputed when ``variables`` is replaced; for prediction only
-        (the derived weights carry no gradient w.r.t. the parameters)."""
+        per-call weight merges. Recomputed whenever a leaf of ``variables`` is replaced (the
+        dict itself or any array in it); for prediction only (the derived weights carry no
+        gradient w.r.t. the parameters)."""
         if not self.variables.get("params"):
             return self.variables  # nothing to derive from
-        if getattr(self, "_derived_from", None) is not self.variables:
+        leaves = jax.tree.leaves(self.variables)  # kept: their ids cannot be reused
+        seen = getattr(self, "_derived_from", ())
+        if len(seen) != len(leaves) or any(a is not b for a, b in zip(seen, leaves)):
             c = self.config
             graph = single_atom_graph(c.atomic_numbers[0], self.dtype, inputs=c.input_names)
             model = self.model
-            if self.config.les:
-                model = model.clone(**batch_les_static(graph, self.config.les_dl)[0])
-            self._derived = jax.jit(functools.partial(derive_weights, model))(
-                jax.lax.stop_gradient(self.variables), graph
-            )
-            self._derived_from = self.variables
+            if c.les:
+                model = model.clone(**batch_les_static(graph, c.les_dl)[0])
+            self._derived = jax.jit(functools.partial(derive_weights, model))(self.variables, graph)
+            self._derived_from = leaves
         return {**self.variables, DERIVED: self._derived} if self._derived else self.variables
 
     # ------------------------------------------------------------------- graph helpers

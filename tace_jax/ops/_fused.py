@@ -185,9 +185,9 @@ def product_step(
         if l1 not in prev:
             continue
         # AK[n, α, γ, c] = Σ_β K[α, β, γ] A_{l2}[n, β, c]: a constant-coefficient sum that XLA
-        # fuses into one loop over channels. (One GEMM per l1 with the stacked K did the same
-        # work but made XLA:CPU transpose [N, (α, Γ), C] to put channels first, forward and
-        # backward: 1.12x slower E+F on Si1440, same-run A/B.)
+        # fuses into one loop over channels. (One GEMM per l1 with the K of its paths stacked
+        # over all A components made XLA:CPU transpose [N, (α, Γ), C] to put channels first,
+        # forward and backward: 1.12x slower E+F on Si1440, same-run A/B.)
         k = jnp.asarray(coupling_tensor(l1, l2, l3), a_cat.dtype)
         a2 = a_cat[:, y_off[l2] : y_off[l2 + 1]]
         ak = jnp.sum(k[None, :, :, :, None] * a2[:, None, :, None, :], axis=2)  # [N, α, γ, C]

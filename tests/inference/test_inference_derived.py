@@ -59,6 +59,10 @@ def test_derived_weights_are_merged_and_give_the_same_result(pot):
         got = _ef(pot, inf, g, budgets)
         for k in ("energy", "forces"):
             np.testing.assert_allclose(got[k], want[k], rtol=1e-12, atol=1e-12, err_msg=k)
+    # the model reads the derived weights (not the parameters) when they are present
+    scaled = {**inf, DERIVED: jax.tree.map(lambda w: 2.0 * w, derived)}
+    moved = _ef(pot, scaled, g)
+    assert np.max(np.abs(np.asarray(moved["energy"] - want["energy"]))) > 1e-6
 
 
 def test_derived_weights_follow_replaced_variables(pot):
@@ -76,3 +80,22 @@ def test_derived_weights_follow_replaced_variables(pot):
     assert abs(after["energy"] - before["energy"]) > 1e-6
     again = pot.predict(atoms, ("energy", "forces"))
     np.testing.assert_allclose(again["energy"], before["energy"], rtol=1e-12)
+
+
+def test_derived_weights_follow_an_array_replaced_in_place(pot):
+    atoms = _mol(4)
+    before = pot.predict(atoms, ("energy",))
+    params = pot.variables["params"]
+    layer = next(k for k in params if k.startswith("product"))
+    name = next(k for k in params[layer] if k.startswith("linears_3"))
+    old = params[layer][name]
+    try:
+        params[layer][name] = 1.5 * old  # the same dicts, one new leaf
+        changed = pot.predict(atoms, ("energy",))
+        ref = Potential(
+            pot.config, pot.statistics, jax.tree.map(lambda x: x, pot.variables), "float64"
+        ).predict(atoms, ("energy",))
+    finally:
+        params[layer][name] = old
+    np.testing.assert_allclose(changed["energy"], ref["energy"], rtol=1e-12)
+    assert abs(changed["energy"] - before["energy"]) > 1e-8
