@@ -34,11 +34,19 @@ __all__ = [
 def _contract_components(ky: jnp.ndarray, x: jnp.ndarray) -> jnp.ndarray:
     """``t[s, γ, c] = Σ_α ky[s, α, γ] x[s, α, c]`` (per-edge, channel-diagonal).
 
-    The value is an unrolled broadcast-multiply-sum (one vectorised loop over channels); the
-    tangent is written as batched matmuls so that its transpose, in particular the sum over
-    channels for ``ky``'s cotangent, is a matmul too (as a plain reduction XLA:CPU rewrites it
-    into a slow windowed reduction). Bilinear, so every derivative order is exact.
+    The value is an unrolled broadcast-multiply-sum (one vectorised loop over channels). In the
+    tangent, the ``ky`` term is a batched matmul so that its transpose, the sum over channels
+    for ``ky``'s cotangent, is a matmul too (as a plain reduction XLA:CPU rewrites it into a
+    slow windowed reduction); the ``x`` term is the same fused sum as the value, so ``x``'s
+    cotangent is a fused loop over the small ``γ`` axis rather than a batched matmul of tiny
+    per-edge blocks (same-run A/B, E+F: 1.03x aspirin, 1.04x on the 192-atom water box; the
+    training gradient unchanged, benchmarks/results/compare_mlip.md). Bilinear, so every
+    derivative order is exact.
     """
+    return _sum_components(ky, x)
+
+
+def _sum_components(ky: jnp.ndarray, x: jnp.ndarray) -> jnp.ndarray:
     return jnp.sum(ky[:, :, :, None] * x[:, :, None, :], axis=1)
 
 
@@ -47,7 +55,7 @@ def _contract_components_jvp(primals, tangents):
     ky, x = primals
     dky, dx = tangents
     out = _contract_components(ky, x)
-    return out, jnp.einsum("sag,sac->sgc", dky, x) + jnp.einsum("sag,sac->sgc", ky, dx)
+    return out, jnp.einsum("sag,sac->sgc", dky, x) + _sum_components(ky, dx)
 
 
 def message_blocks(paths: Sequence[tuple[int, int, int]]) -> list[tuple[int, int, list[int]]]:
