@@ -39,9 +39,9 @@ def _contract_components(ky: jnp.ndarray, x: jnp.ndarray) -> jnp.ndarray:
     for ``ky``'s cotangent, is a matmul too (as a plain reduction XLA:CPU rewrites it into a
     slow windowed reduction); the ``x`` term is the same fused sum as the value, so ``x``'s
     cotangent is a fused loop over the small ``γ`` axis rather than a batched matmul of tiny
-    per-edge blocks (same-run A/B, E+F: 1.03x aspirin, 1.04x on the 192-atom water box; the
-    training gradient unchanged, benchmarks/results/compare_mlip.md). Bilinear, so every
-    derivative order is exact.
+    per-edge blocks (same-run A/B, E+F: 1.03-1.05x aspirin, 1.04x on the 192-atom water box;
+    the training gradient unchanged, benchmarks/results/compare_reference.md). Bilinear, so
+    every derivative order is exact.
     """
     return _sum_components(ky, x)
 
@@ -54,7 +54,7 @@ def _sum_components(ky: jnp.ndarray, x: jnp.ndarray) -> jnp.ndarray:
 def _contract_components_jvp(primals, tangents):
     ky, x = primals
     dky, dx = tangents
-    out = _contract_components(ky, x)
+    out = _sum_components(ky, x)
     return out, jnp.einsum("sag,sac->sgc", dky, x) + _sum_components(ky, dx)
 
 
