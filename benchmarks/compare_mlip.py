@@ -39,7 +39,10 @@ diamond Si; the systems of ``bench_model.py``):
   labels (their values do not change the cost). Each side differentiates its own E+F
   prediction (forces = -dE/dx) with respect to its parameters (double backprop). This is an
   equivalent step written once for both, not each package's own training loop (no EMA,
-  gradient clipping or metrics on either side).
+  gradient clipping or metrics on either side). The row also gives XLA's cost analysis (FLOPs
+  and bytes accessed) of each side's E+F call and loss gradient on that batch, and the
+  train-step FLOP rate it implies: how much arithmetic each model needs, apart from how fast
+  it runs.
 
 Each system and thread count runs in its own subprocess (XLA's thread pool is fixed at start;
 a crash loses only that row): ``1`` pins the process to one core (``taskset``) and sets XLA and
@@ -294,6 +297,32 @@ def _make_step(predict, opt):
     return step
 
 
+def _xla_cost(fn, *args) -> tuple[float, float]:
+    """XLA's own cost analysis of the compiled ``fn(*args)``: (GFLOP, MB accessed)."""
+    import jax
+
+    cost = jax.jit(fn).lower(*args).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    return cost["flops"] / 1e9, cost["bytes accessed"] / 1e6
+
+
+def _train_cost(predicts: dict, state: dict, args: dict) -> dict:
+    """Row fields: GFLOP and MB of each side's E+F call and of its loss gradient (XLA's count).
+
+    XLA counts a ``while`` body once, so tace_jax's count uses the unchunked interaction
+    (``edge_chunk=None``, the same arithmetic without the edge loop).
+    """
+    import jax
+
+    out = {}
+    for k, pred in predicts.items():
+        params, (graph, labels) = state[k][0], args[k]
+        grad = jax.grad(lambda p, g, lab, pred=pred: _ef_loss(*pred(p, g), lab))
+        out[f"{k}_ef_gflop"], out[f"{k}_ef_mb"] = _xla_cost(pred, params, graph)
+        out[f"{k}_grad_gflop"], out[f"{k}_grad_mb"] = _xla_cost(grad, params, graph, labels)
+    return out
+
+
 def _train_row(pot, ff, repeats, threads, batch, seed) -> dict:
     import jax
     import numpy as np
@@ -347,6 +376,15 @@ def _train_row(pot, ff, repeats, threads, batch, seed) -> dict:
     for k, v in losses.items():
         if not np.isfinite(float(v)):
             raise RuntimeError(f"train: {k} gave a non-finite loss")
+    unchunked = pot.model.clone(edge_chunk=None)
+
+    def tace_unchunked(params, graph):
+        props = ("energy", "forces")
+        variables = {**pot.variables, "params": params}
+        out = compute_properties(unchunked.apply, variables, graph, props, training=True)
+        return out["energy"], out["forces"]
+
+    cost = _train_cost({"tace_jax": tace_unchunked, "mlip": mlip_predict}, state, args)
     return {
         "system": f"aspirin x{batch}",
         "task": "train step",
@@ -356,6 +394,7 @@ def _train_row(pot, ff, repeats, threads, batch, seed) -> dict:
         "tace_jax_padded": list(g_tace.budgets),
         "mlip_padded": list(mlip_budgets),
         **_timing_fields(t),
+        **cost,
         "finite": True,
     }
 
@@ -480,6 +519,17 @@ def main(argv=None) -> int:
         "prebuilt padded graph; train: one jitted Adam step of an E+F MSE loss (median, min)\n"
     )
     print(_table(rows))
+    for r in rows:
+        if "tace_jax_grad_gflop" in r:
+            print(
+                f"\nXLA cost analysis, {r['system']} (GFLOP / MB accessed per call): E+F "
+                f"tace_jax {r['tace_jax_ef_gflop']:.2f} / {r['tace_jax_ef_mb']:.0f}, mlip "
+                f"{r['mlip_ef_gflop']:.2f} / {r['mlip_ef_mb']:.0f}; loss gradient tace_jax "
+                f"{r['tace_jax_grad_gflop']:.2f} / {r['tace_jax_grad_mb']:.0f}, mlip "
+                f"{r['mlip_grad_gflop']:.2f} / {r['mlip_grad_mb']:.0f}; achieved train-step "
+                f"GFLOP/s tace_jax {1e3 * r['tace_jax_grad_gflop'] / r['tace_jax_ms']:.1f}, "
+                f"mlip {1e3 * r['mlip_grad_gflop'] / r['mlip_ms']:.1f}"
+            )
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"hyperparameters": hyper, "tace_jax": prov, "rows": rows}, f, indent=1)
