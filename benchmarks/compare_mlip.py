@@ -310,7 +310,9 @@ def _train_cost(predicts: dict, state: dict, args: dict) -> dict:
     """Row fields: GFLOP and MB of each side's E+F call and of its loss gradient (XLA's count).
 
     XLA counts a ``while`` body once, so tace_jax's count uses the unchunked interaction
-    (``edge_chunk=None``, the same arithmetic without the edge loop).
+    (``edge_chunk=None``, the same arithmetic without the edge loop). The timed step does the
+    chunked one, whose rematerialisation redoes some work, so the rate printed from these
+    counts is a useful-FLOP rate (a lower bound on what tace_jax executes).
     """
     import jax
 
